@@ -1,0 +1,63 @@
+// Tokenizers: SentencePiece `.model` (read natively: libsentencepiece cannot share a process with
+// LibTorch), llama2.c `tokenizer.bin`, and the byte-level tokenizer of slmc's own models.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace slmc {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // "sentencepiece" | "llama2c" | "byte"
+  virtual std::string kind() const = 0;
+  virtual int64_t vocab_size() const = 0;
+  virtual int32_t bos_id() const = 0;
+  virtual int32_t eos_id() const = 0;
+
+  // Token ids for `text`, without BOS/EOS. Deterministic; the SentencePiece path matches
+  // libsentencepiece's EncodeAsIds exactly.
+  virtual std::vector<int32_t> encode(std::string_view text) const = 0;
+
+  // The bytes token `id` stands for when it follows `prev` in generated text (llama2.c run.c
+  // semantics): byte tokens become their byte, "▁" becomes a space, and the leading space of a
+  // piece right after BOS is dropped. Control tokens (BOS/EOS/unk) give "".
+  virtual std::string decode_piece(int32_t prev, int32_t id) const = 0;
+
+  // The vocabulary entry as stored (for `inspect` and error messages).
+  virtual std::string piece(int32_t id) const = 0;
+
+  // Concatenates decode_piece over `ids`, starting as if after BOS.
+  std::string decode(const std::vector<int32_t>& ids) const;
+
+  // Path the tokenizer was loaded from ("" for built-in).
+  const std::string& source() const { return source_; }
+
+ protected:
+  std::string source_;
+};
+
+// Loads a tokenizer file, detected from its name and contents: `*.model` SentencePiece protobuf,
+// llama2.c `tokenizer.bin`/`tok*.bin`, slmc's byte-level `tokenizer.json`. Throws slmc::Error
+// naming the file and the problem.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
+// Finds a tokenizer beside a model (a HF directory, or the directory holding a llama2.c `.bin`):
+// tokenizer.model, then tokenizer.json, then tokenizer.bin, then tok*.model, tok*.bin.
+// Returns "" if none is there.
+std::string find_tokenizer_beside(const std::string& model_path);
+
+// The byte-level tokenizer: ids 0..255 are bytes, 256 is BOS `<s>`, 257 is EOS `</s>`.
+std::unique_ptr<Tokenizer> make_byte_tokenizer();
+
+// Writes the byte-level tokenizer as a Hugging Face `tokenizer.json` (BPE over the GPT-2 byte
+// alphabet with no merges, ByteLevel pre-tokenizer and decoder), so HF tools can read it and
+// load_tokenizer() recognises it.
+void write_byte_tokenizer_json(const std::string& path);
+
+}  // namespace slmc
