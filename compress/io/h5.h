@@ -1,8 +1,11 @@
 // HDF5 token and logit files.
 //  tokens file: dataset `tokens` (integer), 1-D (a stream) or 2-D (rows = sequences);
-//               attributes `tokenizer` (string) and `bos_id` (int), both optional on read.
-//  logits file: dataset `logits` float32 [n_positions, vocab], dataset `tokens` int32
-//               [n_positions] (the target token at each position), attribute `vocab`.
+//               attributes `tokenizer` (string) and `bos_id` (int) on `tokens` (read from the
+//               root group too), both optional on read. Written as int32.
+//  logits file: dataset `logits` float32 [n_positions, vocab] (any float type on read), dataset
+//               `tokens` int32 [n_positions] (the target token at each position), root attribute
+//               `vocab`.
+// HDF5 (serial build) is not thread-safe: use these from one thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -20,12 +23,12 @@ struct TokenData {
   int64_t bos_id = -1;          // -1 if absent
 };
 
-// Throws slmc::Error naming the file if it is not HDF5, has no `tokens`, or `tokens` is not an
-// integer dataset of rank 1 or 2.
+// Throws slmc::Error naming the file if it is not HDF5, has no `tokens`, or `tokens` is not a
+// non-empty integer dataset of rank 1 or 2 whose values fit int32.
 TokenData read_tokens_h5(const std::string& path);
 void write_tokens_h5(const std::string& path, const TokenData& data);  // atomic
 
-// True if the file starts with the HDF5 signature.
+// True if `path` is a regular file with the HDF5 signature (at offset 0 or after a user block).
 bool is_hdf5_file(const std::string& path);
 
 // Streams logits out row by row: positions are appended in order, then commit() renames the

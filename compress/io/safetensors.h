@@ -54,4 +54,12 @@ class SafetensorsFile {
 void write_safetensors(const std::string& path, const TensorMap& tensors, DType dtype,
                        const std::map<std::string, std::string>& metadata = {});
 
+// The same, for tensors held elsewhere (e.g. renamed without copying); written in vector order.
+struct NamedTensor {
+  std::string name;
+  const HostTensor* tensor;
+};
+void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                       DType dtype, const std::map<std::string, std::string>& metadata = {});
+
 }  // namespace slmc

@@ -47,6 +47,7 @@ class Transformer {
   // Canonical name -> parameter (requires_grad can be set on these for training).
   std::map<std::string, torch::Tensor>& params() { return params_; }
   const std::map<std::string, torch::Tensor>& params() const { return params_; }
+  std::vector<torch::Tensor> params_list() const;
   // Copies parameters back to host tensors (for writers).
   TensorMap to_host() const;
 

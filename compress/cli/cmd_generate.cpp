@@ -1,0 +1,71 @@
+// slmc generate: greedy at temperature 0, else temperature + top-p sampling with a seed. The text
+// goes to stdout exactly as llama2.c's run.c prints it; speed goes to stderr.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "compress/cli/commands.h"
+#include "compress/cli/common.h"
+#include "compress/core/error.h"
+#include "compress/model/sampler.h"
+
+namespace slmc::cli {
+
+namespace {
+struct GenerateOptions {
+  std::string model, prompt, tokenizer;
+  int64_t n = 256;
+  double temperature = 0.8;
+  double top_p = 0.9;
+  uint64_t seed = 42;
+};
+
+// run.c's safe_printf: skip single non-printable, non-whitespace bytes (raw byte tokens).
+void print_piece(const std::string& piece) {
+  if (piece.empty()) return;
+  if (piece.size() == 1) {
+    const unsigned char c = static_cast<unsigned char>(piece[0]);
+    if (!(std::isprint(c) || std::isspace(c))) return;
+  }
+  std::fwrite(piece.data(), 1, piece.size(), stdout);
+  std::fflush(stdout);
+}
+
+void run_generate(const GenerateOptions& o) {
+  const LoadedModel m = load_model(o.model);
+  auto tok = resolve_tokenizer(o.model, o.tokenizer, /*required=*/true);
+  SLMC_CHECK(tok->vocab_size() <= m.spec.vocab, tok->source(), ": tokenizer has ",
+             tok->vocab_size(), " tokens, the model only ", m.spec.vocab);
+  Transformer model(m.spec, m.tensors);
+  std::vector<int32_t> prompt{static_cast<int32_t>(m.spec.bos_id)};
+  for (int32_t id : tok->encode(o.prompt)) prompt.push_back(id);
+  Sampler sampler(o.temperature, o.top_p, o.seed);
+  // The prompt is echoed as run.c does (pieces after BOS), then generation continues from it.
+  for (size_t i = 1; i < prompt.size(); ++i) print_piece(tok->decode_piece(prompt[i - 1], prompt[i]));
+  auto t0 = std::chrono::steady_clock::now();
+  int32_t prev = prompt.back();
+  const int64_t produced = generate(model, prompt, o.n, sampler, [&](int32_t next) {
+    print_piece(tok->decode_piece(prev, next));
+    prev = next;
+  });
+  std::printf("\n");
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "generated %lld tokens in %.2f s (%.1f tok/s)\n",
+               static_cast<long long>(produced), s, static_cast<double>(produced) / std::max(s, 1e-9));
+}
+}  // namespace
+
+void setup_generate(CLI::App& app) {
+  auto o = std::make_shared<GenerateOptions>();
+  auto* sub = app.add_subcommand("generate", "generate text (greedy at --temperature 0)");
+  sub->add_option("--model", o->model, "HF directory or llama2.c .bin")->required();
+  sub->add_option("--prompt", o->prompt, "text after BOS (default: empty)");
+  sub->add_option("-n,--tokens", o->n, "new tokens to generate")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  sub->add_option("--temperature", o->temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  sub->add_option("--top-p", o->top_p, "nucleus sampling mass")->check(CLI::Range(1e-9, 1.0));
+  sub->add_option("--seed", o->seed, "sampling seed");
+  sub->add_option("--tokenizer", o->tokenizer, "tokenizer file (default: found beside the model)");
+  on_run(sub, [o] { run_generate(*o); });
+}
+
+}  // namespace slmc::cli

@@ -1,0 +1,34 @@
+// One file per subcommand: each defines its options struct, `setup_x(CLI::App&)` that declares the
+// flags once, and `run_x(const XOptions&)` that does the work. main.cpp only dispatches and turns
+// errors into exit codes.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace slmc::cli {
+
+void setup_inspect(CLI::App& app);
+void setup_eval(CLI::App& app);
+void setup_generate(CLI::App& app);
+void setup_data(CLI::App& app);
+void setup_train(CLI::App& app);
+void setup_demo(CLI::App& app);
+
+// Global flags, applied before any subcommand runs.
+struct GlobalOptions {
+  int threads = 0;  // 0 = all cores
+  bool quiet = false;
+};
+GlobalOptions& global_options();
+void apply_global_options();  // threads, progress bars
+
+// Runs `fn` when subcommand `sub` is chosen, after the global options took effect.
+template <typename F>
+void on_run(CLI::App* sub, F fn) {
+  sub->callback([fn] {
+    apply_global_options();
+    fn();
+  });
+}
+
+}  // namespace slmc::cli

@@ -1,0 +1,38 @@
+// Perplexity, and agreement with a reference model's saved logits (KL divergence, top-1).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compress/model/transformer.h"
+#include "compress/model/windows.h"
+
+namespace slmc {
+
+struct EvalOptions {
+  int64_t batch = 8;             // windows per forward
+  std::string save_logits;       // write (n_tokens, vocab) logits here (HDF5)
+  std::string ref_logits;        // compare against these (HDF5, same windows and tokens)
+};
+
+struct EvalResult {
+  int64_t n_tokens = 0;          // predicted tokens
+  int64_t n_windows = 0;
+  double nll = 0;                // mean nats/token
+  double ppl = 0;                // exp(nll)
+  double seconds = 0;
+  double tok_per_s = 0;
+  bool has_ref = false;
+  double kl_mean = 0;            // mean over positions of KL(reference || model), nats
+  double kl_p99 = 0;             // 99th percentile of the per-position KL
+  double top1 = 0;               // share of positions whose argmax agrees with the reference
+};
+
+EvalResult evaluate(const Transformer& model, const std::vector<Window>& windows,
+                    const EvalOptions& opt);
+
+// KL(p || q) in nats for two logit rows (softmax taken here), computed in double.
+double kl_from_logits(const float* ref, const float* model, int64_t vocab);
+
+}  // namespace slmc

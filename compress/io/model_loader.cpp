@@ -1,0 +1,80 @@
+#include "compress/io/model_loader.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "compress/core/error.h"
+#include "compress/io/io_internal.h"
+
+namespace slmc {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kExpected =
+    "expected a Hugging Face model directory (config.json + model.safetensors) or a llama2.c "
+    ".bin (7 int32 header, then fp32 weights)";
+
+// Reads up to `n` leading bytes of a file.
+std::string read_prefix(const std::string& path, size_t n) {
+  std::ifstream f(path, std::ios::binary);
+  SLMC_CHECK(f.good(), path, ": cannot open: ", std::strerror(errno));
+  std::string buf(n, '\0');
+  f.read(buf.data(), static_cast<std::streamsize>(n));
+  buf.resize(static_cast<size_t>(f.gcount()));
+  return buf;
+}
+
+// What a file that is not a llama2.c checkpoint looks like, for the error message.
+std::string describe(const std::string& prefix) {
+  if (prefix.compare(0, 8, "\x89HDF\r\n\x1a\n") == 0) return "it is an HDF5 file";
+  if (prefix.size() >= 9 && prefix[8] == '{')
+    return "it looks like a safetensors file: pass its directory";
+  if (prefix.compare(0, 4, "GGUF") == 0) return "it is a GGUF file";
+  return "";
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  SLMC_CHECK(fs::exists(st), path, ": no such file or directory (", kExpected, ")");
+  if (fs::is_directory(st)) {
+    SLMC_CHECK(fs::is_regular_file(fs::path(path) / "config.json", ec), path,
+               ": directory has no config.json (", kExpected, ")");
+    return load_hf_model(path);
+  }
+  SLMC_CHECK(fs::is_regular_file(st), path, ": not a regular file or directory (", kExpected, ")");
+
+  // A llama2.c .bin has no magic: accept it only if its header is consistent and implies exactly
+  // this file's size, so that no other file is misread as one.
+  using namespace io_internal;
+  const std::string prefix = read_prefix(path, 16 + kLlama2cHeaderBytes);
+  const uint64_t size = fs::file_size(path, ec);
+  SLMC_CHECK(!ec, path, ": cannot stat: ", ec.message());
+  std::string why;
+  if (prefix.size() < kLlama2cHeaderBytes) {
+    why = str_cat("it has only ", size, " bytes");
+  } else {
+    const Llama2cHeader h = parse_llama2c_header(reinterpret_cast<const uint8_t*>(prefix.data()));
+    const std::string problem = llama2c_header_problem(h);
+    uint64_t expected = 0;
+    if (!problem.empty()) {
+      why = describe(prefix);
+      if (why.empty()) why = "read as a llama2.c header, " + problem;
+    } else if (!llama2c_expected_size(h, &expected)) {
+      why = "read as a llama2.c header (" + llama2c_header_str(h) + ") it implies over 2^64 bytes";
+    } else if (expected != size) {
+      why = str_cat("read as a llama2.c header (", llama2c_header_str(h), ") it implies ", expected,
+                    " bytes, the file has ", size);
+    } else {
+      return load_llama2c(path);
+    }
+  }
+  fail(path, ": unrecognised model file (", kExpected, "); ", why);
+}
+
+}  // namespace slmc

@@ -1,0 +1,84 @@
+#include "compress/model/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "compress/core/error.h"
+#include "compress/model/transformer.h"
+
+namespace slmc {
+
+int32_t argmax(const float* v, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (v[i] > v[best]) best = i;
+  return static_cast<int32_t>(best);
+}
+
+Sampler::Sampler(double temperature, double top_p, uint64_t seed)
+    : temperature_(temperature), top_p_(top_p), rng_(seed) {
+  SLMC_CHECK(temperature >= 0 && std::isfinite(temperature), "--temperature must be >= 0, got ",
+             temperature);
+  SLMC_CHECK(top_p > 0 && top_p <= 1, "--top-p must be in (0, 1], got ", top_p);
+}
+
+int32_t Sampler::sample(const float* logits, int64_t n) {
+  if (temperature_ == 0) return argmax(logits, n);
+  const float mx = logits[argmax(logits, n)];
+  std::vector<double> prob(static_cast<size_t>(n));
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    prob[static_cast<size_t>(i)] = std::exp((logits[i] - mx) / temperature_);
+    sum += prob[static_cast<size_t>(i)];
+  }
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  // Nucleus: the smallest prefix of tokens by descending probability whose mass reaches top_p.
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    return prob[static_cast<size_t>(a)] > prob[static_cast<size_t>(b)] ||
+           (prob[static_cast<size_t>(a)] == prob[static_cast<size_t>(b)] && a < b);
+  });
+  size_t keep = 0;
+  double mass = 0;
+  while (keep < order.size()) {
+    mass += prob[static_cast<size_t>(order[keep])] / sum;
+    ++keep;
+    if (mass >= top_p_) break;
+  }
+  std::uniform_real_distribution<double> u(0.0, mass);
+  double r = u(rng_), acc = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += prob[static_cast<size_t>(order[i])] / sum;
+    if (r < acc) return order[i];
+  }
+  return order[keep - 1];
+}
+
+int64_t generate(const Transformer& model, const std::vector<int32_t>& prompt, int64_t n,
+                 Sampler& sampler, const std::function<void(int32_t)>& on_token) {
+  const ModelSpec& spec = model.spec();
+  SLMC_CHECK(!prompt.empty(), "generate: empty prompt (BOS expected first)");
+  const int64_t capacity = static_cast<int64_t>(prompt.size()) + n;
+  SLMC_CHECK(capacity <= spec.max_seq, "prompt (", prompt.size(), " tokens) + ", n,
+             " new tokens exceed the model's context ", spec.max_seq);
+  torch::NoGradGuard no_grad;
+  KVCache cache = model.new_cache(1, capacity);
+  auto input = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end())).unsqueeze(0);
+  int64_t produced = 0;
+  for (int64_t step = 0; step < n; ++step) {
+    auto logits = model.forward(input, &cache);  // (1, T, V)
+    auto last = logits.select(1, logits.size(1) - 1).squeeze(0).contiguous();
+    const int32_t next = sampler.sample(last.data_ptr<float>(), spec.vocab);
+    if (next == spec.bos_id || next == spec.eos_id) break;
+    on_token(next);
+    ++produced;
+    input = torch::full({1, 1}, static_cast<int64_t>(next), torch::kInt64);
+  }
+  return produced;
+}
+
+}  // namespace slmc

@@ -1,0 +1,108 @@
+// Options are declared once, as a struct with `template <class V> void visit(V& v)` that calls
+// v(key, field, help) for every field. This binder applies a YAML mapping to such a struct:
+// unknown keys, wrong types and out-of-range values are errors naming file:line and the key.
+// The same visit() drives CLI flags and the printed resolved configuration.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "compress/core/error.h"
+
+namespace slmc {
+
+// "file:line" of a YAML node (1-based), for error messages.
+std::string yaml_where(const std::string& file, const YAML::Node& node);
+
+// Loads a YAML file; syntax errors name file:line.
+YAML::Node load_yaml_file(const std::string& path);
+
+namespace detail {
+template <typename T>
+const char* yaml_type_name() {
+  if (std::is_same<T, bool>::value) return "a boolean";
+  if (std::is_integral<T>::value) return "an integer";
+  if (std::is_floating_point<T>::value) return "a number";
+  return "a string";
+}
+}  // namespace detail
+
+class YamlBinder {
+ public:
+  YamlBinder(std::string file, YAML::Node map, std::string section)
+      : file_(std::move(file)), map_(std::move(map)), section_(std::move(section)) {
+    SLMC_CHECK(map_.IsMap(), yaml_where(file_, map_), ": ", section_.empty() ? "the file" : section_,
+               " must be a mapping");
+  }
+
+  template <typename T>
+  void operator()(const char* key, T& field, const char* /*help*/) {
+    known_.insert(key);
+    const YAML::Node n = map_[key];
+    if (!n) return;  // keep the default
+    SLMC_CHECK(n.IsScalar(), yaml_where(file_, n), ": key '", key, "' must be ",
+               detail::yaml_type_name<T>());
+    try {
+      field = n.as<T>();
+    } catch (const YAML::Exception&) {
+      fail(yaml_where(file_, n), ": key '", key, "' must be ", detail::yaml_type_name<T>(),
+           ", got '", n.Scalar(), "'");
+    }
+  }
+
+  // Call after visit(): every key in the mapping must have been visited.
+  void reject_unknown() const {
+    for (const auto& kv : map_) {
+      const std::string k = kv.first.as<std::string>();
+      if (!known_.count(k)) {
+        std::ostringstream keys;
+        for (const auto& s : known_) keys << (keys.tellp() ? ", " : "") << s;
+        fail(yaml_where(file_, kv.first), ": unknown key '", k, "'",
+             section_.empty() ? "" : " in " + section_, " (known: ", keys.str(), ")");
+      }
+    }
+  }
+
+ private:
+  std::string file_;
+  YAML::Node map_;
+  std::string section_;
+  std::set<std::string> known_;
+};
+
+// Binds `map` onto `opts` via opts.visit() and rejects unknown keys.
+template <typename Options>
+void bind_yaml(const std::string& file, const YAML::Node& map, const std::string& section,
+               Options& opts) {
+  YamlBinder b(file, map, section);
+  opts.visit(b);
+  b.reject_unknown();
+}
+
+// Prints "key: value" lines of the resolved options (same visit()).
+// With indent "" the output is itself a valid YAML mapping that binds back to the same values.
+struct OptionPrinter {
+  std::string indent = "  ";
+  std::ostringstream os;
+  template <typename T>
+  void operator()(const char* key, const T& field, const char* /*help*/) {
+    os << indent << key << ": " << field << "\n";
+  }
+  void operator()(const char* key, const bool& field, const char* /*help*/) {
+    os << indent << key << ": " << (field ? "true" : "false") << "\n";
+  }
+  void operator()(const char* key, const double& field, const char* /*help*/) {
+    std::ostringstream v;
+    v.precision(17);
+    v << field;
+    std::string s = v.str();
+    if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // stays a float in YAML
+    os << indent << key << ": " << s << "\n";
+  }
+};
+
+}  // namespace slmc

@@ -1,0 +1,284 @@
+// config.json -> ModelSpec for llama, mistral and qwen2, and the errors for configs we refuse.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "compress/io/model_loader.h"
+#include "tests/io/test_util.h"
+
+namespace slmc {
+namespace {
+
+using json = nlohmann::json;
+using testing::expect_error;
+
+const std::string kOrigin = "/models/tiny/config.json";
+
+json llama_config() {
+  return json{{"architectures", {"LlamaForCausalLM"}},
+              {"model_type", "llama"},
+              {"hidden_size", 64},
+              {"intermediate_size", 172},
+              {"num_hidden_layers", 3},
+              {"num_attention_heads", 8},
+              {"num_key_value_heads", 4},
+              {"rms_norm_eps", 1e-5},
+              {"rope_theta", 500000.0},
+              {"vocab_size", 512},
+              {"max_position_embeddings", 256},
+              {"tie_word_embeddings", true},
+              {"bos_token_id", 1},
+              {"eos_token_id", 2},
+              {"hidden_act", "silu"},
+              {"torch_dtype", "bfloat16"}};
+}
+
+ModelSpec parse(const json& j) { return parse_hf_config(j.dump(), kOrigin); }
+
+TEST(HfConfig, Llama) {
+  const ModelSpec s = parse(llama_config());
+  EXPECT_EQ(s.family, Family::kLlama);
+  EXPECT_EQ(s.d_model, 64);
+  EXPECT_EQ(s.vocab, 512);
+  EXPECT_EQ(s.max_seq, 256);
+  EXPECT_DOUBLE_EQ(s.norm_eps, 1e-5);
+  EXPECT_TRUE(s.tied_embeddings);
+  EXPECT_EQ(s.bos_id, 1);
+  EXPECT_EQ(s.eos_id, 2);
+  EXPECT_EQ(s.rope_scaling.type, "none");
+  ASSERT_EQ(s.n_layer(), 3);
+  for (const LayerSpec& l : s.layers) {
+    EXPECT_EQ(l.n_head, 8);
+    EXPECT_EQ(l.n_kv_head, 4);
+    EXPECT_EQ(l.head_dim, 8);
+    EXPECT_EQ(l.ffn_dim, 172);
+    EXPECT_DOUBLE_EQ(l.rope_theta, 500000.0);
+    EXPECT_FALSE(l.attn_qkv_bias || l.attn_out_bias || l.mlp_bias);
+    EXPECT_EQ(l.window, 0);
+  }
+}
+
+TEST(HfConfig, DefaultsFollowTransformers) {
+  json j = llama_config();
+  for (const char* k : {"num_key_value_heads", "rope_theta", "tie_word_embeddings", "rms_norm_eps",
+                        "max_position_embeddings", "hidden_act"})
+    j.erase(k);
+  const ModelSpec s = parse(j);
+  EXPECT_EQ(s.layers[0].n_kv_head, 8);  // = num_attention_heads
+  EXPECT_DOUBLE_EQ(s.layers[0].rope_theta, 10000.0);
+  EXPECT_FALSE(s.tied_embeddings);
+  EXPECT_DOUBLE_EQ(s.norm_eps, 1e-6);
+  EXPECT_EQ(s.max_seq, 2048);
+}
+
+TEST(HfConfig, LlamaBiasesHeadDimAndTokenIds) {
+  json j = llama_config();
+  j["attention_bias"] = true;
+  j["mlp_bias"] = true;
+  j["head_dim"] = 16;  // differs from hidden / heads
+  j["eos_token_id"] = {128001, 128009};
+  j["vocab_size"] = 130000;
+  j["bos_token_id"] = nullptr;
+  const ModelSpec s = parse(j);
+  EXPECT_TRUE(s.layers[0].attn_qkv_bias);
+  EXPECT_TRUE(s.layers[0].attn_out_bias);
+  EXPECT_TRUE(s.layers[0].mlp_bias);
+  EXPECT_EQ(s.layers[0].head_dim, 16);
+  EXPECT_EQ(s.eos_id, 128001);
+  EXPECT_EQ(s.bos_id, -1);
+}
+
+TEST(HfConfig, Llama3RopeScaling) {
+  json j = llama_config();
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 8.0},
+                       {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
+  ModelSpec s = parse(j);
+  EXPECT_EQ(s.rope_scaling.type, "llama3");
+  EXPECT_DOUBLE_EQ(s.rope_scaling.factor, 8.0);
+  EXPECT_DOUBLE_EQ(s.rope_scaling.low_freq_factor, 1.0);
+  EXPECT_DOUBLE_EQ(s.rope_scaling.high_freq_factor, 4.0);
+  EXPECT_EQ(s.rope_scaling.original_max_position, 8192);
+  // The older spelling `type`, and "default" meaning no scaling.
+  j["rope_scaling"].erase("rope_type");
+  j["rope_scaling"]["type"] = "llama3";
+  EXPECT_EQ(parse(j).rope_scaling.type, "llama3");
+  j["rope_scaling"] = {{"rope_type", "default"}};
+  EXPECT_EQ(parse(j).rope_scaling.type, "none");
+  j["rope_scaling"] = nullptr;
+  EXPECT_EQ(parse(j).rope_scaling.type, "none");
+}
+
+TEST(HfConfig, RopeParametersOfTransformers5) {
+  json j = llama_config();
+  j.erase("rope_theta");
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1e6}};
+  const ModelSpec s = parse(j);
+  EXPECT_DOUBLE_EQ(s.layers[0].rope_theta, 1e6);
+  EXPECT_EQ(s.rope_scaling.type, "none");
+}
+
+TEST(HfConfig, MistralSlidingWindow) {
+  json j = llama_config();
+  j["model_type"] = "mistral";
+  j["sliding_window"] = 128;
+  ModelSpec s = parse(j);
+  EXPECT_EQ(s.family, Family::kMistral);
+  for (const LayerSpec& l : s.layers) EXPECT_EQ(l.window, 128);
+  j["sliding_window"] = nullptr;
+  for (const LayerSpec& l : parse(j).layers) EXPECT_EQ(l.window, 0);
+  j.erase("sliding_window");  // MistralConfig's default
+  for (const LayerSpec& l : parse(j).layers) EXPECT_EQ(l.window, 4096);
+}
+
+TEST(HfConfig, Qwen2BiasesAndWindows) {
+  json j = llama_config();
+  j["model_type"] = "qwen2";
+  j["num_hidden_layers"] = 4;
+  j["sliding_window"] = 64;
+  j["max_window_layers"] = 2;
+  j["use_sliding_window"] = false;
+  ModelSpec s = parse(j);
+  EXPECT_EQ(s.family, Family::kQwen2);
+  for (const LayerSpec& l : s.layers) {
+    EXPECT_TRUE(l.attn_qkv_bias);
+    EXPECT_FALSE(l.attn_out_bias);
+    EXPECT_FALSE(l.mlp_bias);
+    EXPECT_EQ(l.window, 0) << "sliding_window is ignored unless use_sliding_window";
+  }
+  j["use_sliding_window"] = true;  // layers >= max_window_layers slide
+  s = parse(j);
+  EXPECT_EQ(s.layers[0].window, 0);
+  EXPECT_EQ(s.layers[1].window, 0);
+  EXPECT_EQ(s.layers[2].window, 64);
+  EXPECT_EQ(s.layers[3].window, 64);
+  j["layer_types"] = {"sliding_attention", "full_attention", "full_attention", "sliding_attention"};
+  s = parse(j);
+  EXPECT_EQ(s.layers[0].window, 64);
+  EXPECT_EQ(s.layers[1].window, 0);
+  EXPECT_EQ(s.layers[3].window, 64);
+}
+
+// ---- refused configs: the message names the file, the key and the value ----
+
+TEST(HfConfigErrors, MissingKey) {
+  json j = llama_config();
+  j.erase("hidden_size");
+  expect_error([&] { parse(j); }, {kOrigin, "missing", "'hidden_size'"});
+  j = llama_config();
+  j.erase("model_type");
+  expect_error([&] { parse(j); }, {kOrigin, "missing", "'model_type'"});
+}
+
+TEST(HfConfigErrors, WrongTypes) {
+  json j = llama_config();
+  j["num_hidden_layers"] = "3";
+  expect_error([&] { parse(j); }, {kOrigin, "'num_hidden_layers'", "integer", "\"3\""});
+  j = llama_config();
+  j["hidden_size"] = 64.5;
+  expect_error([&] { parse(j); }, {kOrigin, "'hidden_size'", "64.5"});
+  j = llama_config();
+  j["tie_word_embeddings"] = 1;
+  expect_error([&] { parse(j); }, {kOrigin, "'tie_word_embeddings'", "true or false"});
+  j = llama_config();
+  j["rms_norm_eps"] = "small";
+  expect_error([&] { parse(j); }, {kOrigin, "'rms_norm_eps'", "number"});
+  j = llama_config();
+  j["vocab_size"] = 0;
+  expect_error([&] { parse(j); }, {kOrigin, "'vocab_size'", "> 0", "0"});
+  expect_error([] { parse_hf_config("{not json", kOrigin); }, {kOrigin, "not valid JSON"});
+  expect_error([] { parse_hf_config("[1]", kOrigin); }, {kOrigin, "object"});
+}
+
+TEST(HfConfigErrors, InconsistentDims) {
+  json j = llama_config();
+  j["num_attention_heads"] = 7;
+  j["num_key_value_heads"] = 7;
+  expect_error([&] { parse(j); }, {kOrigin, "hidden_size 64", "num_attention_heads 7"});
+  j = llama_config();
+  j["num_key_value_heads"] = 3;
+  expect_error([&] { parse(j); }, {kOrigin, "num_attention_heads 8", "num_key_value_heads 3"});
+  j = llama_config();
+  j["head_dim"] = 7;  // odd: no RoPE pairs
+  expect_error([&] { parse(j); }, {kOrigin, "head_dim 7"});
+  j = llama_config();
+  j["bos_token_id"] = 600;
+  expect_error([&] { parse(j); }, {kOrigin, "bos_id 600"});
+}
+
+TEST(HfConfigErrors, UnknownModelType) {
+  json j = llama_config();
+  j["model_type"] = "gpt2";
+  expect_error([&] { parse(j); }, {kOrigin, "unsupported model_type 'gpt2'", "llama"});
+}
+
+TEST(HfConfigErrors, UnknownRopeType) {
+  json j = llama_config();
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  expect_error([&] { parse(j); }, {kOrigin, "rope_scaling.rope_type", "'yarn'"});
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  expect_error([&] { parse(j); }, {kOrigin, "rope_scaling.type", "'linear'"});
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+  expect_error([&] { parse(j); }, {kOrigin, "missing", "'rope_scaling.low_freq_factor'"});
+}
+
+TEST(HfConfigErrors, BadWindows) {
+  json j = llama_config();
+  j["model_type"] = "qwen2";
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 32;
+  j["layer_types"] = {"full_attention"};
+  expect_error([&] { parse(j); }, {kOrigin, "'layer_types'", "3"});
+  j["layer_types"] = {"full_attention", "chunked_attention", "full_attention"};
+  expect_error([&] { parse(j); }, {kOrigin, "layer_types[1]", "chunked_attention"});
+  j = llama_config();
+  j["model_type"] = "mistral";
+  j["sliding_window"] = -5;
+  expect_error([&] { parse(j); }, {kOrigin, "'sliding_window'", "-5"});
+}
+
+// hf_config_json is the inverse of parse_hf_config.
+TEST(HfConfig, WrittenConfigParsesBackToTheSameSpec) {
+  for (const char* type : {"llama", "mistral", "qwen2"}) {
+    json j = llama_config();
+    j["model_type"] = type;
+    j["num_hidden_layers"] = 4;
+    if (std::string(type) == "mistral") j["sliding_window"] = 100;
+    if (std::string(type) == "qwen2") {
+      j["use_sliding_window"] = true;
+      j["sliding_window"] = 50;
+      j["max_window_layers"] = 1;
+    }
+    if (std::string(type) == "llama") {
+      j["attention_bias"] = true;
+      j["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", 8.0},
+                           {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0},
+                           {"original_max_position_embeddings", 128}};
+    }
+    const ModelSpec s = parse(j);
+    const std::string text = hf_config_json(s, DType::kBF16);
+    const ModelSpec back = parse_hf_config(text, "written");
+    EXPECT_EQ(back.to_json(), s.to_json()) << type;
+    const json w = json::parse(text);
+    EXPECT_EQ(w.at("model_type"), type);
+    EXPECT_EQ(w.at("torch_dtype"), "bfloat16");
+    EXPECT_TRUE(w.at("architectures").is_array());
+  }
+}
+
+TEST(HfConfigErrors, SpecsHfCannotExpress) {
+  ModelSpec s = make_uniform_spec(Family::kLlama, 100, 32, 2, 4, 2, 64, 128);
+  s.layers[1].ffn_dim = 48;  // per-layer dims (structured pruning)
+  expect_error([&] { hf_config_json(s); }, {"layer 1", "ffn_dim 48"});
+  s = make_uniform_spec(Family::kPhi3, 100, 32, 2, 4, 2, 64, 128);
+  expect_error([&] { hf_config_json(s); }, {"phi3", "not supported"});
+  s = make_uniform_spec(Family::kQwen2, 100, 32, 2, 4, 2, 64, 128);
+  expect_error([&] { hf_config_json(s); }, {"qwen2", "biases"});
+}
+
+}  // namespace
+}  // namespace slmc
