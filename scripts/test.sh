@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite: install, build, run every ctest test (GoogleTest, the SentencePiece oracle,
-# PyTorch goldens, CLI end-to-end). Reads ../shared/data when present (CI has it).
+# PyTorch goldens, CLI end-to-end), then the sanitizer job: the deployable part (core, tokenizer,
+# codec, .slm format, runtime) built without LibTorch under ASan + UBSan, and its tests.
+# Reads ../shared/data when present (CI has it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
+
+echo "== sanitizer job (ASan + UBSan, -DSLMC_WITH_TORCH=OFF) ==" >&2
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLMC_WITH_TORCH=OFF \
+  -DSLMC_SANITIZE=ON >&2
+cmake --build build-asan -j"$(nproc)" >&2
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" "$@"

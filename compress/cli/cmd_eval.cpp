@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "compress/cli/backend.h"
 #include "compress/cli/commands.h"
 #include "compress/cli/common.h"
 #include "compress/core/error.h"
@@ -16,25 +17,39 @@ struct EvalCmdOptions {
   std::string model, data, tokenizer, save_logits, ref_logits;
   int64_t ctx = 0;
   int64_t batch = 8;
+  std::string backend = "auto";
   bool json = false;
 };
 
 void run_eval(const EvalCmdOptions& o) {
-  const LoadedModel m = load_model(o.model);
-  const int64_t ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(m.spec.max_seq, 2048);
-  SLMC_CHECK(ctx <= m.spec.max_seq, "--ctx ", ctx, " exceeds the model's context ", m.spec.max_seq);
+  const Backend backend = resolve_backend(o.backend, o.model);
+  std::unique_ptr<RuntimeBackend> rt;
+  std::unique_ptr<LoadedModel> m;
+  if (backend == Backend::kRuntime) {
+    rt = std::make_unique<RuntimeBackend>(o.model);
+  } else {
+    m = std::make_unique<LoadedModel>(load_model(o.model));
+  }
+  const ModelSpec& spec = rt ? rt->model->spec() : m->spec;
+  const int64_t ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(spec.max_seq, 2048);
+  SLMC_CHECK(ctx <= spec.max_seq, "--ctx ", ctx, " exceeds the model's context ", spec.max_seq);
   auto tok = resolve_tokenizer(o.model, o.tokenizer, /*required=*/false);
-  const auto windows = load_eval_windows(o.data, tok.get(), m.spec.vocab, ctx,
-                                         static_cast<int32_t>(m.spec.bos_id));
-  Transformer model(m.spec, m.tensors);
+  const auto windows =
+      load_eval_windows(o.data, tok.get(), spec.vocab, ctx, static_cast<int32_t>(spec.bos_id));
   EvalOptions eo;
   eo.batch = o.batch;
   eo.save_logits = o.save_logits;
   eo.ref_logits = o.ref_logits;
-  const EvalResult r = evaluate(model, windows, eo);
+  EvalResult r;
+  if (rt) {
+    r = evaluate(runtime_logits_source(*rt, ctx), spec.vocab, windows, eo);
+  } else {
+    Transformer model(m->spec, m->tensors);
+    r = evaluate(model, windows, eo);
+  }
   if (o.json) {
     nlohmann::json j = {{"model", o.model},     {"data", o.data},         {"ctx", ctx},
-                        {"backend", "torch"},   {"tokens", r.n_tokens},   {"windows", r.n_windows},
+                        {"backend", backend == Backend::kRuntime ? "runtime" : "torch"},   {"tokens", r.n_tokens},   {"windows", r.n_windows},
                         {"nll", r.nll},         {"ppl", r.ppl},           {"seconds", r.seconds},
                         {"tokens_per_s", r.tok_per_s}};
     if (r.has_ref) {
@@ -78,9 +93,10 @@ void setup_eval(CLI::App& app) {
   sub->add_option("--ref-logits", o->ref_logits,
                   "HDF5 logits of a reference model: report KL(ref || model) and top-1")
       ->check(CLI::ExistingFile);
-  sub->add_option("--backend", "inference backend")
-      ->default_str("torch")
-      ->check(CLI::IsMember({"torch"}));
+  sub->add_option("--backend", o->backend,
+                  "auto (runtime for .slm, else torch) | torch | runtime")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "torch", "runtime"}));
   sub->add_flag("--json", o->json, "machine-readable output on stdout");
   on_run(sub, [o] { run_eval(*o); });
 }

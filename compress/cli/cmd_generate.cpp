@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "compress/cli/backend.h"
 #include "compress/cli/commands.h"
 #include "compress/cli/common.h"
 #include "compress/core/error.h"
@@ -18,6 +19,7 @@ struct GenerateOptions {
   double temperature = 0.8;
   double top_p = 0.9;
   uint64_t seed = 42;
+  std::string backend = "auto";
 };
 
 // run.c's safe_printf: skip single non-printable, non-whitespace bytes (raw byte tokens).
@@ -32,22 +34,46 @@ void print_piece(const std::string& piece) {
 }
 
 void run_generate(const GenerateOptions& o) {
-  const LoadedModel m = load_model(o.model);
+  const Backend backend = resolve_backend(o.backend, o.model);
+  std::unique_ptr<RuntimeBackend> rt;
+  std::unique_ptr<LoadedModel> m;
+  if (backend == Backend::kRuntime) {
+    rt = std::make_unique<RuntimeBackend>(o.model);
+  } else {
+    m = std::make_unique<LoadedModel>(load_model(o.model));
+  }
+  const ModelSpec& spec = rt ? rt->model->spec() : m->spec;
   auto tok = resolve_tokenizer(o.model, o.tokenizer, /*required=*/true);
-  SLMC_CHECK(tok->vocab_size() <= m.spec.vocab, tok->source(), ": tokenizer has ",
-             tok->vocab_size(), " tokens, the model only ", m.spec.vocab);
-  Transformer model(m.spec, m.tensors);
-  std::vector<int32_t> prompt{static_cast<int32_t>(m.spec.bos_id)};
+  SLMC_CHECK(tok->vocab_size() <= spec.vocab, tok->source(), ": tokenizer has ",
+             tok->vocab_size(), " tokens, the model only ", spec.vocab);
+  std::vector<int32_t> prompt{static_cast<int32_t>(spec.bos_id)};
   for (int32_t id : tok->encode(o.prompt)) prompt.push_back(id);
+  const int64_t capacity = static_cast<int64_t>(prompt.size()) + o.n;
+  SLMC_CHECK(capacity <= spec.max_seq, "prompt (", prompt.size(), " tokens) + -n ", o.n,
+             " exceeds the model's context ", spec.max_seq);
   Sampler sampler(o.temperature, o.top_p, o.seed);
   // The prompt is echoed as run.c does (pieces after BOS), then generation continues from it.
   for (size_t i = 1; i < prompt.size(); ++i) print_piece(tok->decode_piece(prompt[i - 1], prompt[i]));
   auto t0 = std::chrono::steady_clock::now();
   int32_t prev = prompt.back();
-  const int64_t produced = generate(model, prompt, o.n, sampler, [&](int32_t next) {
+  auto emit = [&](int32_t next) {
     print_piece(tok->decode_piece(prev, next));
     prev = next;
-  });
+  };
+  int64_t produced = 0;
+  if (rt) {
+    runtime::Session session(*rt->model, *rt->pool, capacity);
+    std::vector<float> logits(static_cast<size_t>(spec.vocab));
+    auto step = [&](const int32_t* tokens, int64_t n) -> const float* {
+      session.forward(tokens, n, logits.data(), /*all_logits=*/false);
+      return logits.data();
+    };
+    produced = generate(step, spec.vocab, static_cast<int32_t>(spec.bos_id),
+                        static_cast<int32_t>(spec.eos_id), prompt, o.n, sampler, emit);
+  } else {
+    Transformer model(m->spec, m->tensors);
+    produced = generate(model, prompt, o.n, sampler, emit);
+  }
   std::printf("\n");
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "generated %lld tokens in %.2f s (%.1f tok/s)\n",
@@ -65,6 +91,9 @@ void setup_generate(CLI::App& app) {
   sub->add_option("--top-p", o->top_p, "nucleus sampling mass")->check(CLI::Range(1e-9, 1.0));
   sub->add_option("--seed", o->seed, "sampling seed");
   sub->add_option("--tokenizer", o->tokenizer, "tokenizer file (default: found beside the model)");
+  sub->add_option("--backend", o->backend, "auto (runtime for .slm, else torch) | torch | runtime")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "torch", "runtime"}));
   on_run(sub, [o] { run_generate(*o); });
 }
 

@@ -13,6 +13,8 @@ void setup_generate(CLI::App& app);
 void setup_data(CLI::App& app);
 void setup_train(CLI::App& app);
 void setup_demo(CLI::App& app);
+void setup_export(CLI::App& app);
+void setup_bench(CLI::App& app);
 
 // Global flags, applied before any subcommand runs.
 struct GlobalOptions {

@@ -3,12 +3,24 @@
 #include "compress/core/atomic_file.h"
 #include "compress/core/error.h"
 #include "compress/io/h5.h"
+#include "export/format/slm_format.h"
 
 namespace slmc::cli {
 
 std::unique_ptr<Tokenizer> resolve_tokenizer(const std::string& model_path,
                                              const std::string& explicit_path, bool required) {
   if (!explicit_path.empty()) return load_tokenizer(explicit_path);
+  if (format::is_slm_file(model_path)) {  // an .slm carries its tokenizer: nothing beside counts
+    const format::SlmFile f(model_path);
+    if (!f.tokenizer_kind().empty()) {
+      const std::string bytes(reinterpret_cast<const char*>(f.tokenizer_data()),
+                              f.tokenizer_bytes());
+      return load_tokenizer_from_bytes(f.tokenizer_kind(), bytes,
+                                       model_path + " (embedded tokenizer)");
+    }
+    SLMC_CHECK(!required, model_path, ": the .slm file embeds no tokenizer; pass --tokenizer");
+    return nullptr;
+  }
   const std::string found = find_tokenizer_beside(model_path);
   if (!found.empty()) return load_tokenizer(found);
   SLMC_CHECK(!required, model_path,

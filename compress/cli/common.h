@@ -11,8 +11,9 @@
 
 namespace slmc::cli {
 
-// The tokenizer for a model: `explicit_path` if given, else one found beside the model. Returns
-// nullptr if none was found and `required` is false; throws naming the model otherwise.
+// The tokenizer for a model: `explicit_path` if given, else the one an .slm model embeds, else
+// one found beside the model. Returns nullptr if none was found and `required` is false; throws
+// naming the model otherwise.
 std::unique_ptr<Tokenizer> resolve_tokenizer(const std::string& model_path,
                                              const std::string& explicit_path, bool required);
 

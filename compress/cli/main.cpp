@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   setup_data(app);
   setup_train(app);
   setup_demo(app);
+  setup_export(app);
+  setup_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -38,7 +38,15 @@ double kl_from_logits(const float* ref, const float* model, int64_t vocab) {
 
 EvalResult evaluate(const Transformer& model, const std::vector<Window>& windows,
                     const EvalOptions& opt) {
-  const int64_t vocab = model.spec().vocab;
+  return evaluate(
+      [&](const std::vector<Window>& ws, const LogitsSink& sink) {
+        for_each_window_logits(model, ws, opt.batch, sink);
+      },
+      model.spec().vocab, windows, opt);
+}
+
+EvalResult evaluate(const LogitsSource& source, int64_t vocab, const std::vector<Window>& windows,
+                    const EvalOptions& opt) {
   int64_t total = 0;
   for (const Window& w : windows) total += static_cast<int64_t>(w.targets.size());
   SLMC_CHECK(total > 0, "eval: no tokens to evaluate");
@@ -63,8 +71,7 @@ EvalResult evaluate(const Transformer& model, const std::vector<Window>& windows
   std::vector<float> ref_rows;
   std::vector<int32_t> ref_targets;
   Progress bar("eval", total, "tok");
-  for_each_window_logits(
-      model, windows, opt.batch, [&](const float* logits, const int32_t* targets, int64_t n) {
+  source(windows, [&](const float* logits, const int32_t* targets, int64_t n) {
         for (int64_t t = 0; t < n; ++t) nll_sum += token_nll(logits + t * vocab, vocab, targets[t]);
         if (writer) writer->append(logits, targets, n);
         if (ref) {

@@ -29,6 +29,10 @@ struct EvalResult {
   double top1 = 0;               // share of positions whose argmax agrees with the reference
 };
 
+// Any backend: `source` produces the logits of `windows` for a model of `vocab` outputs.
+EvalResult evaluate(const LogitsSource& source, int64_t vocab, const std::vector<Window>& windows,
+                    const EvalOptions& opt);
+// The LibTorch model.
 EvalResult evaluate(const Transformer& model, const std::vector<Window>& windows,
                     const EvalOptions& opt);
 

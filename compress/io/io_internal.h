@@ -5,40 +5,17 @@
 #include <cstdint>
 #include <string>
 
+#include "compress/core/mapped_file.h"
+
 namespace slmc {
 namespace io_internal {
 
-// A read-only memory mapping of a whole regular file. Throws slmc::Error naming the path if it
-// is missing, not a regular file, or cannot be mapped. An empty file maps to data() == nullptr.
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path);
-  ~MappedFile();
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-  const std::string& path() const { return path_; }
-
-  // Hands the mapping to the caller, who must unmap_file() it.
-  const uint8_t* release();
-
- private:
-  std::string path_;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
-
-void unmap_file(const uint8_t* data, size_t size);
-
-// Overflow-checked unsigned arithmetic: false if the result does not fit.
-inline bool mul_u64(uint64_t a, uint64_t b, uint64_t* out) {
-  return !__builtin_mul_overflow(a, b, out);
-}
-inline bool add_u64(uint64_t a, uint64_t b, uint64_t* out) {
-  return !__builtin_add_overflow(a, b, out);
-}
+// The mmap helper and overflow-checked arithmetic live in compress/core/mapped_file.h (the .slm
+// reader of the runtime shares them); these names keep the readers here unchanged.
+using ::slmc::add_u64;
+using ::slmc::MappedFile;
+using ::slmc::mul_u64;
+using ::slmc::unmap_file;
 
 // llama2.c legacy header: 7 little-endian int32.
 struct Llama2cHeader {

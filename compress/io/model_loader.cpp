@@ -5,7 +5,9 @@
 #include <fstream>
 
 #include "compress/core/error.h"
+#include "compress/core/tensor_names.h"
 #include "compress/io/io_internal.h"
+#include "export/format/slm_format.h"
 
 namespace slmc {
 
@@ -14,8 +16,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kExpected =
-    "expected a Hugging Face model directory (config.json + model.safetensors) or a llama2.c "
-    ".bin (7 int32 header, then fp32 weights)";
+    "expected a Hugging Face model directory (config.json + model.safetensors), an slmc .slm "
+    "file or a llama2.c .bin (7 int32 header, then fp32 weights)";
 
 // Reads up to `n` leading bytes of a file.
 std::string read_prefix(const std::string& path, size_t n) {
@@ -36,6 +38,35 @@ std::string describe(const std::string& prefix) {
   return "";
 }
 
+// An exported .slm file (validated by SlmFile), every tensor dequantized to fp32 with the codec's
+// reference, so LibTorch evaluates exactly the exported artifact.
+LoadedModel load_slm_model(const std::string& path) {
+  const format::SlmFile f(path);
+  LoadedModel m;
+  m.spec = f.spec();
+  m.path = path;
+  m.format = "slm";
+  for (const format::SlmTensor& t : f.tensors()) {
+    HostTensor h;
+    h.shape = t.shape;
+    h.data.resize(static_cast<size_t>(shape_numel(t.shape)));
+    h.source_dtype = t.format == codec::Format::kF16    ? DType::kF16
+                     : t.format == codec::Format::kBF16 ? DType::kBF16
+                                                        : DType::kF32;
+    const int64_t cols = t.shape.back();
+    const int64_t rows = shape_numel(t.shape) / cols;
+    const size_t row_bytes = codec::row_bytes(t.format, cols);
+    const uint8_t* src = f.data(t);
+    for (int64_t r = 0; r < rows; ++r)
+      codec::dequantize_row_ref(t.format, src + static_cast<size_t>(r) * row_bytes, cols,
+                                h.data.data() + r * cols);
+    m.bytes_by_dtype[codec::format_info(t.format).name] += static_cast<int64_t>(t.n_bytes);
+    m.tensors.emplace(t.name, std::move(h));
+  }
+  check_tensors(m.spec, m.tensors, path);
+  return m;
+}
+
 }  // namespace
 
 LoadedModel load_model(const std::string& path) {
@@ -48,6 +79,7 @@ LoadedModel load_model(const std::string& path) {
     return load_hf_model(path);
   }
   SLMC_CHECK(fs::is_regular_file(st), path, ": not a regular file or directory (", kExpected, ")");
+  if (format::is_slm_file(path)) return load_slm_model(path);
 
   // A llama2.c .bin has no magic: accept it only if its header is consistent and implies exactly
   // this file's size, so that no other file is misread as one.

@@ -14,12 +14,14 @@ struct LoadedModel {
   ModelSpec spec;
   TensorMap tensors;   // canonical names, fp32, HF rotate-half RoPE convention
   std::string path;    // what was loaded
-  std::string format;  // "hf" | "llama2c"
-  std::map<std::string, int64_t> bytes_by_dtype;  // on-disk bytes per storage dtype ("F32", ...)
+  std::string format;  // "hf" | "llama2c" | "slm"
+  // On-disk bytes per storage dtype ("F32", ...; for .slm the codec format name, "q8_0", ...).
+  std::map<std::string, int64_t> bytes_by_dtype;
 };
 
 // Detects the format from the path's contents: a directory with config.json (Hugging Face,
-// model.safetensors or sharded via model.safetensors.index.json), or a llama2.c legacy `.bin`.
+// model.safetensors or sharded via model.safetensors.index.json), an `.slm` file (by its magic;
+// every tensor dequantized to fp32), or a llama2.c legacy `.bin`.
 // Throws slmc::Error naming the file and the problem.
 LoadedModel load_model(const std::string& path);
 

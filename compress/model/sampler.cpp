@@ -58,27 +58,40 @@ int32_t Sampler::sample(const float* logits, int64_t n) {
   return order[keep - 1];
 }
 
+int64_t generate(const StepFn& step, int64_t vocab, int32_t bos, int32_t eos,
+                 const std::vector<int32_t>& prompt, int64_t n, Sampler& sampler,
+                 const std::function<void(int32_t)>& on_token) {
+  SLMC_CHECK(!prompt.empty(), "generate: empty prompt (BOS expected first)");
+  const float* logits = step(prompt.data(), static_cast<int64_t>(prompt.size()));
+  int64_t produced = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t next = sampler.sample(logits, vocab);
+    if (next == bos || next == eos) break;
+    on_token(next);
+    ++produced;
+    if (i + 1 < n) logits = step(&next, 1);
+  }
+  return produced;
+}
+
 int64_t generate(const Transformer& model, const std::vector<int32_t>& prompt, int64_t n,
                  Sampler& sampler, const std::function<void(int32_t)>& on_token) {
   const ModelSpec& spec = model.spec();
-  SLMC_CHECK(!prompt.empty(), "generate: empty prompt (BOS expected first)");
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + n;
   SLMC_CHECK(capacity <= spec.max_seq, "prompt (", prompt.size(), " tokens) + ", n,
              " new tokens exceed the model's context ", spec.max_seq);
   torch::NoGradGuard no_grad;
   KVCache cache = model.new_cache(1, capacity);
-  auto input = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end())).unsqueeze(0);
-  int64_t produced = 0;
-  for (int64_t step = 0; step < n; ++step) {
-    auto logits = model.forward(input, &cache);  // (1, T, V)
-    auto last = logits.select(1, logits.size(1) - 1).squeeze(0).contiguous();
-    const int32_t next = sampler.sample(last.data_ptr<float>(), spec.vocab);
-    if (next == spec.bos_id || next == spec.eos_id) break;
-    on_token(next);
-    ++produced;
-    input = torch::full({1, 1}, static_cast<int64_t>(next), torch::kInt64);
-  }
-  return produced;
+  torch::Tensor last;
+  auto step = [&](const int32_t* tokens, int64_t len) -> const float* {
+    std::vector<int64_t> ids(tokens, tokens + len);
+    auto input = torch::from_blob(ids.data(), {1, len}, torch::kInt64);
+    auto logits = model.forward(input, &cache);  // (1, len, V)
+    last = logits.select(1, len - 1).squeeze(0).contiguous();
+    return last.data_ptr<float>();
+  };
+  return generate(step, spec.vocab, static_cast<int32_t>(spec.bos_id),
+                  static_cast<int32_t>(spec.eos_id), prompt, n, sampler, on_token);
 }
 
 }  // namespace slmc

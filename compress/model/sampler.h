@@ -24,9 +24,17 @@ int32_t argmax(const float* v, int64_t n);
 
 class Transformer;
 
-// Autoregressive generation with a KV cache: prefill `prompt` (BOS first), then sample up to `n`
-// tokens, stopping early at BOS or EOS. Calls `on_token(id)` for each new token. Returns the
-// number of tokens produced.
+// Feeds `n` tokens to a model that keeps its own cache and returns the last position's logits.
+using StepFn = std::function<const float*(const int32_t* tokens, int64_t n)>;
+
+// Autoregressive generation for any backend: prefill `prompt` (BOS first) with one step, then
+// sample up to `n` tokens, stopping early at `bos` or `eos`. Calls `on_token(id)` for each new
+// token. Returns the number of tokens produced.
+int64_t generate(const StepFn& step, int64_t vocab, int32_t bos, int32_t eos,
+                 const std::vector<int32_t>& prompt, int64_t n, Sampler& sampler,
+                 const std::function<void(int32_t)>& on_token);
+
+// The LibTorch model with a KV cache sized prompt + n (<= max_seq).
 int64_t generate(const Transformer& model, const std::vector<int32_t>& prompt, int64_t n,
                  Sampler& sampler, const std::function<void(int32_t)>& on_token);
 

@@ -58,6 +58,20 @@ bool is_file(const fs::path& p) {
   return fs::is_regular_file(p, ec);
 }
 
+// The kind of tokenizer file `path` holds (`bytes` not empty): by extension, else by content.
+std::string detect_kind(const std::string& path, const std::string& bytes) {
+  const std::string ext = lower_extension(path);
+  if (ext == ".model") return "sentencepiece";
+  if (ext == ".json") return "byte";
+  if (ext == ".bin") return "llama2c";
+  // Another name: tell the formats apart by their first byte. JSON starts with '{' (after
+  // blanks); a ModelProto starts with its first piece, tag 0x0a (field 1, length-delimited).
+  const size_t first = bytes.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && bytes[first] == '{') return "byte";
+  if (bytes[0] == '\x0a') return "sentencepiece";
+  return "llama2c";
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
@@ -70,18 +84,30 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   const std::string bytes = read_file(path);
   SLMC_CHECK(!bytes.empty(), path, ": tokenizer file is empty");
 
-  const std::string ext = lower_extension(path);
-  if (ext == ".model") return load_sentencepiece(bytes, path);
-  if (ext == ".json") return tokenizer_internal::load_byte_tokenizer_json(bytes, path);
-  if (ext == ".bin") return load_llama2c_tokenizer(bytes, path);
-  // Another name: tell the formats apart by their first byte. JSON starts with '{' (after
-  // blanks); a ModelProto starts with its first piece, tag 0x0a (field 1, length-delimited).
-  const size_t first = bytes.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && bytes[first] == '{') {
-    return tokenizer_internal::load_byte_tokenizer_json(bytes, path);
+  return load_tokenizer_from_bytes(detect_kind(path, bytes), bytes, path);
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer_from_bytes(const std::string& kind,
+                                                     const std::string& bytes,
+                                                     const std::string& origin) {
+  std::unique_ptr<Tokenizer> tok;
+  if (kind == "sentencepiece") {
+    SLMC_CHECK(!bytes.empty(), origin, ": SentencePiece tokenizer has no bytes");
+    tok = load_sentencepiece(bytes, origin);
+  } else if (kind == "llama2c") {
+    tok = load_llama2c_tokenizer(bytes, origin);
+  } else if (kind == "byte") {
+    tok = bytes.empty() ? make_byte_tokenizer()
+                        : tokenizer_internal::load_byte_tokenizer_json(bytes, origin);
+    tok->source_ = origin;
+  } else {
+    std::string known;
+    for (const char* k : kTokenizerKinds) known += (known.empty() ? "" : ", ") + std::string(k);
+    fail(origin, ": unknown tokenizer kind ", tokenizer_internal::quote(kind), " (known: ", known,
+         ")");
   }
-  if (bytes[0] == '\x0a') return load_sentencepiece(bytes, path);
-  return load_llama2c_tokenizer(bytes, path);
+  tok->blob_ = bytes;
+  return tok;
 }
 
 std::string find_tokenizer_beside(const std::string& model_path) {

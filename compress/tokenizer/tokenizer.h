@@ -10,11 +10,15 @@
 
 namespace slmc {
 
+// Every Tokenizer::kind(); the .slm container keeps its own copy (export/format), which a test
+// holds equal to this one.
+inline constexpr const char* kTokenizerKinds[] = {"sentencepiece", "llama2c", "byte"};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  // "sentencepiece" | "llama2c" | "byte"
+  // One of kTokenizerKinds.
   virtual std::string kind() const = 0;
   virtual int64_t vocab_size() const = 0;
   virtual int32_t bos_id() const = 0;
@@ -38,14 +42,33 @@ class Tokenizer {
   // Path the tokenizer was loaded from ("" for built-in).
   const std::string& source() const { return source_; }
 
+  // The bytes that rebuild this tokenizer: load_tokenizer_from_bytes(kind(), blob(), ...) gives
+  // one that encodes and decodes identically. The tokenizer file's contents as read ("" for the
+  // built-in byte tokenizer). This is what an .slm file embeds.
+  const std::string& blob() const { return blob_; }
+
  protected:
   std::string source_;
+
+ private:
+  friend std::unique_ptr<Tokenizer> load_tokenizer_from_bytes(const std::string& kind,
+                                                              const std::string& bytes,
+                                                              const std::string& origin);
+  std::string blob_;
 };
 
 // Loads a tokenizer file, detected from its name and contents: `*.model` SentencePiece protobuf,
 // llama2.c `tokenizer.bin`/`tok*.bin`, slmc's byte-level `tokenizer.json`. Throws slmc::Error
 // naming the file and the problem.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
+// Rebuilds a tokenizer from a file's contents (e.g. the blob embedded in an .slm file) without
+// the file. `kind` is what Tokenizer::kind() says: "sentencepiece" (a `.model` protobuf),
+// "llama2c" (a `tokenizer.bin`) or "byte" (slmc's `tokenizer.json`, or "" for the built-in
+// byte tokenizer). `origin` names the bytes in errors and becomes source(). Throws slmc::Error.
+std::unique_ptr<Tokenizer> load_tokenizer_from_bytes(const std::string& kind,
+                                                     const std::string& bytes,
+                                                     const std::string& origin);
 
 // Finds a tokenizer beside a model (a HF directory, or the directory holding a llama2.c `.bin`):
 // tokenizer.model, then tokenizer.json, then tokenizer.bin, then tok*.model, tok*.bin.

@@ -113,6 +113,28 @@ TEST(CliReference, Stories260KGreedyMatchesLlama2c) {
   EXPECT_EQ(expected.substr(0, expected.size() - 2) + "\n", s.out);
 }
 
+// The same through the standalone runtime: export to .slm (f32), generate with the runtime.
+TEST(CliReference, Stories260KRuntimeGreedyMatchesLlama2c) {
+  TempDir d;
+  const Result e = slmc("export --model " + q(kStories) + " --format slm --type f32 -o " + q(d / "s.slm"));
+  ASSERT_EQ(e.code, 0) << e.err;
+  const Result r = slmc("generate --model " + q(d / "s.slm") + " --backend runtime --temperature 0 -n 256");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, read_file(kData + "/models/stories260K/greedy_reference.txt"));
+  // bench prints its figures as JSON; decode and prefill speeds are positive and finite.
+  const Result b = slmc("bench --model " + q(d / "s.slm") + " --prompt-len 16 --gen 8 --reps 1 --json");
+  ASSERT_EQ(b.code, 0) << b.err;
+  const auto j = nlohmann::json::parse(b.out);
+  EXPECT_GT(j.at("decode_tok_s").get<double>(), 0);
+  EXPECT_GT(j.at("prefill_tok_s").get<double>(), 0);
+  EXPECT_GT(j.at("roofline_gb_s").get<double>(), 0);
+  EXPECT_EQ(j.at("bytes_per_token").get<int64_t>(), 1040128);  // tied f32: every weight once
+  // --backend runtime on a non-.slm model says how to make one.
+  expect_input_error(slmc("eval --model " + q(kStories) + " --backend runtime --data " +
+                          q(kData + "/text/tinystories_sample.txt")),
+                     "slmc export");
+}
+
 // ../shared/data/README.md: run.c measured 1.842 nats/token over 1885 tokens, windows of 512 with
 // BOS. tests/eval explains the 3-token difference in count; the NLL agrees to 0.005.
 TEST(CliReference, Stories260KEvalMatchesLlama2cNll) {

@@ -1,3 +1,5 @@
+#include "compress/core/mapped_file.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -7,10 +9,8 @@
 #include <cstring>
 
 #include "compress/core/error.h"
-#include "compress/io/io_internal.h"
 
 namespace slmc {
-namespace io_internal {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -51,5 +51,4 @@ void unmap_file(const uint8_t* data, size_t size) {
   if (data != nullptr && size > 0) ::munmap(const_cast<uint8_t*>(data), size);
 }
 
-}  // namespace io_internal
 }  // namespace slmc

@@ -1,0 +1,115 @@
+// slmc_random_model: writes an .slm Llama with random weights at a real shape, so decode and
+// prefill speed can be measured at sizes no pretrained checkpoint here has. Weights are N(0, 0.02)
+// (norms 1), quantized with the codec's reference RTN, like llama.cpp's random-weight benches.
+//
+//   slmc_random_model --shape 134m|1.1b --type q4_0 -o model.slm
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "compress/core/error.h"
+#include "compress/core/model_spec.h"
+#include "compress/core/progress.h"
+#include "compress/core/tensor_names.h"
+#include "export/format/slm_format.h"
+#include "quantize/codec/formats.h"
+
+namespace {
+
+using namespace slmc;
+
+ModelSpec shape_spec(const std::string& shape) {
+  ModelSpec s;
+  if (shape == "134m") {
+    s = make_uniform_spec(Family::kLlama, 32000, 768, 12, 12, 12, 2048, 2048);
+  } else if (shape == "1.1b") {
+    s = make_uniform_spec(Family::kLlama, 32000, 2048, 22, 32, 4, 5632, 2048);
+  } else {
+    fail("--shape must be 134m or 1.1b, got '", shape, "'");
+  }
+  s.tied_embeddings = false;
+  s.validate();
+  return s;
+}
+
+// xorshift64* uniforms; the sum of four is close enough to normal for speed benchmarks.
+struct Rng {
+  uint64_t s;
+  float uniform() {
+    s ^= s >> 12;
+    s ^= s << 25;
+    s ^= s >> 27;
+    return static_cast<float>((s * 2685821657736338717ull) >> 40) / 16777216.0f;
+  }
+  float normal() { return (uniform() + uniform() + uniform() + uniform() - 2.0f) * 1.7320508f; }
+};
+
+int run(int argc, char** argv) {
+  std::string shape = "134m", type = "q4_0", out;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    SLMC_CHECK(i + 1 < argc, "usage: slmc_random_model --shape 134m|1.1b --type FORMAT -o OUT.slm");
+    if (a == "--shape") shape = argv[++i];
+    else if (a == "--type") type = argv[++i];
+    else if (a == "-o") out = argv[++i];
+    else fail("unknown argument '", a, "'");
+  }
+  SLMC_CHECK(!out.empty(), "-o OUT.slm is required");
+  codec::Format fmt;
+  SLMC_CHECK(codec::format_from_name(type, &fmt), "--type must be one of ", codec::format_names(),
+             ", got '", type, "'");
+  const ModelSpec spec = shape_spec(shape);
+  const std::vector<TensorDecl> decls = expected_tensors(spec);
+  std::vector<std::vector<uint8_t>> bytes(decls.size());
+  std::vector<codec::Format> formats(decls.size());
+  Progress bar("random " + shape, static_cast<int64_t>(decls.size()), "tensor");
+  std::atomic<int64_t> next{0}, done{0};
+  auto worker = [&](uint64_t seed) {
+    for (int64_t i; (i = next++) < static_cast<int64_t>(decls.size());) {
+      const TensorDecl& d = decls[static_cast<size_t>(i)];
+      Rng rng{seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(i) + 1};
+      const int64_t n = shape_numel(d.shape);
+      std::vector<float> x(static_cast<size_t>(n));
+      const bool vec = d.shape.size() == 1;
+      for (float& v : x) v = vec ? 1.0f : 0.02f * rng.normal();
+      const codec::Format f = vec ? codec::Format::kF32 : fmt;
+      const int64_t rows = vec ? 1 : d.shape[0], cols = vec ? d.shape[0] : d.shape[1];
+      bytes[static_cast<size_t>(i)] = codec::quantize_ref(f, x.data(), rows, cols);
+      formats[static_cast<size_t>(i)] = f;
+      ++done;
+    }
+  };
+  std::vector<std::thread> threads;
+  const unsigned nt = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned t = 0; t < nt; ++t) threads.emplace_back(worker, t);
+  while (done < static_cast<int64_t>(decls.size())) {
+    bar.update(done);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (auto& t : threads) t.join();
+  bar.finish();
+  format::SlmWriter w;
+  w.set_spec_json(spec.to_json());
+  for (size_t i = 0; i < decls.size(); ++i)
+    w.add_tensor(decls[i].name, formats[i], decls[i].shape, std::move(bytes[i]));
+  w.write(out);
+  std::fprintf(stderr, "wrote %s (%s, %.1f M params, %s)\n", out.c_str(), shape.c_str(),
+               static_cast<double>(spec.n_params()) / 1e6, type.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const slmc::Error& e) {
+    std::fprintf(stderr, "slmc_random_model: error: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,38 @@
+#include "compress/cli/backend.h"
+
+#include "compress/cli/commands.h"
+#include "compress/core/error.h"
+#include "export/format/slm_format.h"
+
+namespace slmc::cli {
+
+Backend resolve_backend(const std::string& flag, const std::string& model_path) {
+  const bool slm = format::is_slm_file(model_path);
+  if (flag == "torch") return Backend::kTorch;
+  if (flag == "runtime") {
+    SLMC_CHECK(slm, model_path, ": --backend runtime runs .slm artifacts; make one with "
+               "`slmc export --model ", model_path, " --format slm -o model.slm`");
+    return Backend::kRuntime;
+  }
+  return slm ? Backend::kRuntime : Backend::kTorch;
+}
+
+RuntimeBackend::RuntimeBackend(const std::string& path)
+    : pool(std::make_unique<runtime::ThreadPool>(global_options().threads)),
+      model(std::make_unique<runtime::Model>(path)) {}
+
+LogitsSource runtime_logits_source(RuntimeBackend& rt, int64_t ctx) {
+  return [&rt, ctx](const std::vector<Window>& windows, const LogitsSink& sink) {
+    runtime::Session session(*rt.model, *rt.pool, ctx);
+    std::vector<float> logits;
+    for (const Window& w : windows) {
+      const int64_t n = static_cast<int64_t>(w.input.size());
+      logits.resize(static_cast<size_t>(n * rt.model->spec().vocab));
+      session.reset();
+      session.forward(w.input.data(), n, logits.data(), /*all_logits=*/true);
+      sink(logits.data(), w.targets.data(), n);
+    }
+  };
+}
+
+}  // namespace slmc::cli

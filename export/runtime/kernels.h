@@ -1,0 +1,117 @@
+// Matrix x vector (decode) and matrix x matrix (prefill) kernels per weight format, with the
+// instruction set chosen at run time and a scalar path that runs anywhere. Weights are rows of a
+// (n_rows, n_cols) matrix in a codec format (quantize/codec/formats.h); activations are prepared
+// once per input (fp32, or int8 blocks where integer dot products win) and shared by the threads
+// that each take a range of rows.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <vector>
+
+#include "quantize/codec/formats.h"
+
+namespace slmc::runtime {
+
+// Allocator for the activation buffers: 64-byte aligned, so the kernels' 512-bit loads of a
+// 64-byte-aligned offset never split a cache line (a split load costs two).
+template <typename T>
+struct CacheAlignedAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  CacheAlignedAllocator() = default;
+  template <typename U>
+  CacheAlignedAllocator(const CacheAlignedAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  template <typename U>
+  bool operator==(const CacheAlignedAllocator<U>&) const {
+    return true;
+  }
+  template <typename U>
+  bool operator!=(const CacheAlignedAllocator<U>&) const {
+    return false;
+  }
+};
+template <typename T>
+using AlignedVector = std::vector<T, CacheAlignedAllocator<T>>;
+
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };  // kAvx512: F, BW, VL, VNNI
+
+const char* isa_name(Isa isa);
+// The best ISA this CPU and OS support (cpuid + xgetbv); SLMC_ISA=scalar|avx2|avx512 lowers it
+// (never raises it). Computed once.
+Isa best_isa();
+// What the hardware supports, ignoring SLMC_ISA. Kernels reject an `isa` above it.
+Isa hardware_isa();
+// Parses "scalar", "avx2", "avx512" (case-insensitive); false for anything else.
+bool isa_from_name(const char* name, Isa* out);
+
+// How weight rows are arranged in memory. kCodec: the codec's bytes (ggml's blocks), as stored in
+// files. kPacked: the same blocks regrouped once by pack_rows() so that the SIMD kernels read 16
+// blocks' scales and codes as whole vectors (no shuffles); a row keeps its byte size and place,
+// so a packed matrix can replace the original in memory. Only Q4_0 and Q8_0 have a packed
+// arrangement (has_packed_layout); for other formats kPacked is the codec layout.
+//
+// Packed is the fast path (Q4_0 matrix x vector ~1.4x, prefill ~1.6x on Sapphire Rapids: the
+// 18-byte stride of ggml blocks costs shuffles). To use it, a runtime packs each Q4_0 / Q8_0
+// matrix once at load (pack_rows into a 64-byte-aligned buffer), passes WeightLayout::kPacked to
+// prepare_acts for inputs of those matrices, and to dequantize_row for a packed embedding table.
+//
+// Packed row of Q4_0 / Q8_0: blocks in groups of 16 (the last group holds the m = nb % 16 left
+// over, if any). A group of m blocks is m fp16 scales, then K chunks of 4m bytes (K = 4 for
+// Q4_0, 8 for Q8_0) where chunk k holds bytes 4k..4k+3 of the qs of block 0, block 1, ... m-1.
+enum class WeightLayout { kCodec = 0, kPacked = 1 };
+
+bool has_packed_layout(codec::Format wf);
+// Writes `rows` rows of n columns from codec layout `w` to `out` (same size; must not overlap).
+void pack_rows(codec::Format wf, const void* w, int64_t rows, int64_t n, void* out);
+
+// Activations for one matmul: T rows of n values, converted to what the weight format's dot
+// product consumes. Reused across calls (buffers only grow).
+//
+// Float weight formats get the fp32 values. Integer formats get the activations quantized to int8
+// once (one fp32 scale d_a = max|x| / 127 per `block` values, codes rounded half to even), laid
+// out in the order the weight format's SIMD dot product consumes them (kernels_internal.h), plus
+// per-lane tables so the kernels never shuffle activations. The layout is the same for every ISA,
+// so the scalar and SIMD paths see identical codes.
+struct Acts {
+  int64_t T = 0;  // tokens (rows of X)
+  int64_t n = 0;  // columns
+  codec::Format weight_format = codec::Format::kF32;
+  WeightLayout weight_layout = WeightLayout::kCodec;  // of the weights these acts will meet
+  AlignedVector<float> f32;                           // (T, n), float weight formats only
+  // Integer formats only:
+  int64_t n_pad = 0;           // codes per token (n rounded up to the layout's unit)
+  int64_t block = 0;           // activation block: 32 (q8_0, q4_0), 64 (q4_g64), 128 (q4_g128)
+  int64_t lane_width = 0;      // codes per int32 accumulator lane (4, 8; 32 for packed weights)
+  AlignedVector<uint8_t> q8;   // (T, n_pad) int8 codes
+  AlignedVector<float> scale;  // (T, n_pad / block): d_a per block (0 in padding)
+  AlignedVector<float> block_sums;   // (T, n_pad / block): d_a * sum(q_a) per block
+  AlignedVector<float> lane_scale;   // (T, n_pad / lane_width): d_a of the lane's block
+  AlignedVector<int32_t> lane_init;  // (T, n_pad / lane_width): -bias * sum of the lane's codes
+  AlignedVector<float> lane_sums;    // (T, n_pad / lane_width): d_a * sum of the lane's codes
+};
+
+// Prepares X (T x n, row-major fp32) for weights of format `wf` stored in `layout`. n must fit
+// wf's block size.
+void prepare_acts(codec::Format wf, const float* x, int64_t T, int64_t n, Acts* out, Isa isa,
+                  WeightLayout layout = WeightLayout::kCodec);
+
+// Y[t * ldy + r] = dot(W row r, X row t) for rows r in [r0, r1) and all T tokens of `x`.
+// `w` points at row 0; rows are codec::row_bytes(wf, n) bytes apart, in the layout `x` was
+// prepared for (x.weight_layout): raw bytes carry no tag, so the caller keeps the two in step.
+// Integer formats compute the sum over blocks of d_w * d_a * (integer dot of the codes), so the
+// result differs from the fp32 dot by the activation quantization error (at most
+// sum |w| * d_a / 2 per block) plus fp32 accumulation rounding. Safe to call concurrently on
+// disjoint row ranges with the same `x`. Weights and `y` need no alignment; 64-byte-aligned
+// weight rows (as .slm stores them) stream fastest.
+void gemm_rows(codec::Format wf, const void* w, const Acts& x, float* y, int64_t ldy, int64_t r0,
+               int64_t r1, Isa isa);
+
+// Dequantizes row `r` of W (n values) into `out` (embedding lookups).
+void dequantize_row(codec::Format wf, const void* w, int64_t n, int64_t r, float* out,
+                    WeightLayout layout = WeightLayout::kCodec);
+
+}  // namespace slmc::runtime

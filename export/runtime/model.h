@@ -1,0 +1,103 @@
+// The standalone CPU runtime: runs an mmapped .slm artifact with no LibTorch, HDF5 or yaml-cpp.
+// Model holds the validated file and views of its tensors; Session holds one sequence's KV cache
+// and scratch buffers and runs the forward pass (a batch of prompt tokens, or one decode token).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compress/core/model_spec.h"
+#include "compress/tokenizer/tokenizer.h"
+#include "export/format/slm_format.h"
+#include "export/runtime/huge_buffer.h"
+#include "export/runtime/kernels.h"
+#include "export/runtime/thread_pool.h"
+
+namespace slmc::runtime {
+
+// A matrix view into the mapping: rows x cols in `format`.
+struct Matrix {
+  codec::Format format = codec::Format::kF32;
+  WeightLayout layout = WeightLayout::kCodec;  // kPacked: repacked at load for the SIMD kernels
+  const uint8_t* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  std::string name;
+};
+
+struct LayerWeights {
+  const float* attn_norm = nullptr;  // (d_model)
+  Matrix q, k, v, o;
+  const float *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
+  const float* ffn_norm = nullptr;   // (d_model)
+  Matrix gate, up, down;
+  const float *gate_bias = nullptr, *up_bias = nullptr, *down_bias = nullptr;
+  std::vector<float> inv_freq;       // (head_dim / 2), RoPE with the model's scaling
+};
+
+class Model {
+ public:
+  // Maps and validates `path`; checks every tensor the spec needs is there with the right shape.
+  explicit Model(const std::string& path);
+
+  const ModelSpec& spec() const { return spec_; }
+  const format::SlmFile& file() const { return *file_; }
+  // nullptr when the artifact carries no tokenizer.
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  const Matrix& token_embd() const { return token_embd_; }
+  const Matrix& output() const { return output_; }  // token_embd when tied
+  const float* output_norm() const { return output_norm_; }
+  const std::vector<LayerWeights>& layers() const { return layers_; }
+
+  // Bytes of weights a decode step streams (every matrix but the embedding table, which is only
+  // gathered; a tied head streams it once).
+  uint64_t bytes_per_token() const;
+  uint64_t weight_bytes() const;  // all tensor bytes in the file
+
+ private:
+  const float* vector(const std::string& name, int64_t n);
+  Matrix matrix(const std::string& name, int64_t rows, int64_t cols);
+
+  std::unique_ptr<format::SlmFile> file_;
+  ModelSpec spec_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  Matrix token_embd_, output_;
+  const float* output_norm_ = nullptr;
+  std::vector<LayerWeights> layers_;
+  std::vector<std::unique_ptr<std::vector<float>>> owned_;  // 1-D tensors not stored as F32
+  HugeBuffer packed_;          // repacked Q4_0 / Q8_0 matrices, one arena on 2 MiB pages
+  size_t packed_used_ = 0;
+};
+
+class Session {
+ public:
+  // `max_ctx` positions of KV cache (<= spec.max_seq). The pool is shared, not owned.
+  Session(const Model& model, ThreadPool& pool, int64_t max_ctx, Isa isa = best_isa());
+
+  // Runs `n` tokens at positions pos()..pos()+n-1 and advances pos(). Writes logits for every
+  // token ((n, vocab) row-major) when `all_logits`, else only the last token's (vocab).
+  // Token ids are checked against the vocab.
+  void forward(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
+
+  void reset() { pos_ = 0; }
+  int64_t pos() const { return pos_; }
+  int64_t capacity() const { return max_ctx_; }
+
+ private:
+  // Prepares `x` (n, w.cols) for `w` unless acts_ already hold it for w's format and layout.
+  void prepare(const Matrix& w, const float* x, int64_t n, bool same_input);
+  void matmul(const Matrix& w, float* y, int64_t ldy);
+  void attention(int64_t layer, int64_t n);
+
+  const Model& m_;
+  ThreadPool& pool_;
+  Isa isa_;
+  int64_t max_ctx_, pos_ = 0;
+  // Per layer: (max_ctx, n_kv_head * head_dim) keys and values, on 2 MiB pages.
+  std::vector<HugeBuffer> k_cache_, v_cache_;
+  std::vector<float> x_, h_, q_, k_, v_, att_, gate_, up_, logits_tmp_;
+  Acts acts_;
+};
+
+}  // namespace slmc::runtime

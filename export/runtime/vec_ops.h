@@ -1,0 +1,20 @@
+// fp32 vector operations of the forward pass outside the matmuls: RMSNorm's sum of squares and
+// attention over the KV cache. Explicit SIMD by ISA (the compiler does not vectorize float
+// reductions without -ffast-math), chosen per call from the session's ISA.
+#pragma once
+
+#include <cstdint>
+
+#include "export/runtime/kernels.h"
+
+namespace slmc::runtime {
+
+float dot_f32(const float* a, const float* b, int64_t n, Isa isa);
+
+// One attention head over cached positions [lo, hi]: scores[j] = scale * q . k_j, softmax over
+// them, then out = sum_j p_j v_j. Key/value j of this head start at k + j * stride and
+// v + j * stride; `scores` has room for hi + 1 values; `out` (hd) is overwritten.
+void attend(const float* q, const float* k, const float* v, int64_t stride, int64_t hd,
+            int64_t lo, int64_t hi, float scale, float* scores, float* out, Isa isa);
+
+}  // namespace slmc::runtime
