@@ -21,6 +21,14 @@ RuntimeBackend::RuntimeBackend(const std::string& path)
     : pool(std::make_unique<runtime::ThreadPool>(global_options().threads)),
       model(std::make_unique<runtime::Model>(path)) {}
 
+LoadedBackend::LoadedBackend(const std::string& flag, const std::string& model_path) {
+  if (resolve_backend(flag, model_path) == Backend::kRuntime) {
+    rt = std::make_unique<RuntimeBackend>(model_path);
+  } else {
+    torch = std::make_unique<LoadedModel>(load_model(model_path));
+  }
+}
+
 LogitsSource runtime_logits_source(RuntimeBackend& rt, int64_t ctx) {
   return [&rt, ctx](const std::vector<Window>& windows, const LogitsSink& sink) {
     runtime::Session session(*rt.model, *rt.pool, ctx);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "compress/core/windows.h"
+#include "compress/io/model_loader.h"
 #include "export/runtime/model.h"
 
 namespace slmc::cli {
@@ -21,6 +22,14 @@ struct RuntimeBackend {
   explicit RuntimeBackend(const std::string& path);
   std::unique_ptr<runtime::ThreadPool> pool;
   std::unique_ptr<runtime::Model> model;
+};
+
+// The model loaded for the backend `flag` picks: exactly one of `rt` and `torch` is set.
+struct LoadedBackend {
+  LoadedBackend(const std::string& flag, const std::string& model_path);
+  const ModelSpec& spec() const { return rt ? rt->model->spec() : torch->spec; }
+  std::unique_ptr<RuntimeBackend> rt;
+  std::unique_ptr<LoadedModel> torch;
 };
 
 // Evaluation windows through a runtime session of `ctx` positions (reset per window).

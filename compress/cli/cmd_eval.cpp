@@ -22,15 +22,10 @@ struct EvalCmdOptions {
 };
 
 void run_eval(const EvalCmdOptions& o) {
-  const Backend backend = resolve_backend(o.backend, o.model);
-  std::unique_ptr<RuntimeBackend> rt;
-  std::unique_ptr<LoadedModel> m;
-  if (backend == Backend::kRuntime) {
-    rt = std::make_unique<RuntimeBackend>(o.model);
-  } else {
-    m = std::make_unique<LoadedModel>(load_model(o.model));
-  }
-  const ModelSpec& spec = rt ? rt->model->spec() : m->spec;
+  LoadedBackend b(o.backend, o.model);
+  const ModelSpec& spec = b.spec();
+  const std::unique_ptr<RuntimeBackend>& rt = b.rt;
+  const std::unique_ptr<LoadedModel>& m = b.torch;
   const int64_t ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(spec.max_seq, 2048);
   SLMC_CHECK(ctx <= spec.max_seq, "--ctx ", ctx, " exceeds the model's context ", spec.max_seq);
   auto tok = resolve_tokenizer(o.model, o.tokenizer, /*required=*/false);
@@ -49,7 +44,7 @@ void run_eval(const EvalCmdOptions& o) {
   }
   if (o.json) {
     nlohmann::json j = {{"model", o.model},     {"data", o.data},         {"ctx", ctx},
-                        {"backend", backend == Backend::kRuntime ? "runtime" : "torch"},   {"tokens", r.n_tokens},   {"windows", r.n_windows},
+                        {"backend", rt ? "runtime" : "torch"},   {"tokens", r.n_tokens},   {"windows", r.n_windows},
                         {"nll", r.nll},         {"ppl", r.ppl},           {"seconds", r.seconds},
                         {"tokens_per_s", r.tok_per_s}};
     if (r.has_ref) {

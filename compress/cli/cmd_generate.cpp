@@ -34,15 +34,10 @@ void print_piece(const std::string& piece) {
 }
 
 void run_generate(const GenerateOptions& o) {
-  const Backend backend = resolve_backend(o.backend, o.model);
-  std::unique_ptr<RuntimeBackend> rt;
-  std::unique_ptr<LoadedModel> m;
-  if (backend == Backend::kRuntime) {
-    rt = std::make_unique<RuntimeBackend>(o.model);
-  } else {
-    m = std::make_unique<LoadedModel>(load_model(o.model));
-  }
-  const ModelSpec& spec = rt ? rt->model->spec() : m->spec;
+  LoadedBackend b(o.backend, o.model);
+  const ModelSpec& spec = b.spec();
+  const std::unique_ptr<RuntimeBackend>& rt = b.rt;
+  const std::unique_ptr<LoadedModel>& m = b.torch;
   auto tok = resolve_tokenizer(o.model, o.tokenizer, /*required=*/true);
   SLMC_CHECK(tok->vocab_size() <= spec.vocab, tok->source(), ": tokenizer has ",
              tok->vocab_size(), " tokens, the model only ", spec.vocab);
