@@ -17,6 +17,7 @@
 #include "compress/core/tensor_names.h"
 #include "compress/io/model_loader.h"
 #include "compress/tokenizer/tokenizer.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -50,21 +51,7 @@ Result slmc(const std::string& args) {
 
 std::string q(const std::string& s) { return "'" + s + "'"; }
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("slmc_clitest_" + std::to_string(::getpid()) + "_" +
-                                         std::to_string(n_++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-  static inline int n_ = 0;
-};
+using slmc::testing::TempDir;
 
 // A tiny random llama checkpoint with the byte tokenizer, written through slmc's own writer.
 std::string make_tiny_model(const TempDir& dir, const std::string& name = "tiny") {
@@ -83,10 +70,22 @@ std::string make_tiny_model(const TempDir& dir, const std::string& name = "tiny"
     }
     t[d.name] = h;
   }
-  const std::string path = dir / name;
+  const std::string path = dir.file(name);
   save_hf_model(path, s, t);
   write_byte_tokenizer_json(path + "/tokenizer.json");
   return path;
+}
+
+// An HDF5 file holding one 1-D int dataset `name`, written with the C API (not slmc's writer).
+void write_int_dataset(const std::string& path, const char* name, std::vector<int> values) {
+  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hsize_t dims[1] = {values.size()};
+  hid_t sp = H5Screate_simple(1, dims, nullptr);
+  hid_t ds = H5Dcreate2(f, name, H5T_NATIVE_INT, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(ds, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+  H5Dclose(ds);
+  H5Sclose(sp);
+  H5Fclose(f);
 }
 
 void expect_input_error(const Result& r, const std::string& must_contain) {
@@ -116,13 +115,13 @@ TEST(CliReference, Stories260KGreedyMatchesLlama2c) {
 // The same through the standalone runtime: export to .slm (f32), generate with the runtime.
 TEST(CliReference, Stories260KRuntimeGreedyMatchesLlama2c) {
   TempDir d;
-  const Result e = slmc("export --model " + q(kStories) + " --format slm --type f32 -o " + q(d / "s.slm"));
+  const Result e = slmc("export --model " + q(kStories) + " --format slm --type f32 -o " + q(d.file("s.slm")));
   ASSERT_EQ(e.code, 0) << e.err;
-  const Result r = slmc("generate --model " + q(d / "s.slm") + " --backend runtime --temperature 0 -n 256");
+  const Result r = slmc("generate --model " + q(d.file("s.slm")) + " --backend runtime --temperature 0 -n 256");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, read_file(kData + "/models/stories260K/greedy_reference.txt"));
   // bench prints its figures as JSON; decode and prefill speeds are positive and finite.
-  const Result b = slmc("bench --model " + q(d / "s.slm") + " --prompt-len 16 --gen 8 --reps 1 --json");
+  const Result b = slmc("bench --model " + q(d.file("s.slm")) + " --prompt-len 16 --gen 8 --reps 1 --json");
   ASSERT_EQ(b.code, 0) << b.err;
   const auto j = nlohmann::json::parse(b.out);
   EXPECT_GT(j.at("decode_tok_s").get<double>(), 0);
@@ -154,13 +153,13 @@ TEST(CliReference, Stories260KEvalMatchesLlama2cNll) {
 TEST(CliRoundTrip, TokenizeEvalAndSelfKl) {
   TempDir d;
   const std::string model = make_tiny_model(d);
-  const std::string text = d / "text.txt";
+  const std::string text = d.file("text.txt");
   write_file_atomically(text, "One day Tom went to the park with Mia. Tom had two red balls.\n");
-  const Result tok = slmc("data tokenize --model " + q(model) + " --text " + q(text) + " -o " + q(d / "t.h5"));
+  const Result tok = slmc("data tokenize --model " + q(model) + " --text " + q(text) + " -o " + q(d.file("t.h5")));
   ASSERT_EQ(tok.code, 0) << tok.err;
-  const Result a = slmc("eval --model " + q(model) + " --data " + q(text) + " --ctx 16 --json --save-logits " + q(d / "ref.h5"));
+  const Result a = slmc("eval --model " + q(model) + " --data " + q(text) + " --ctx 16 --json --save-logits " + q(d.file("ref.h5")));
   ASSERT_EQ(a.code, 0) << a.err;
-  const Result b = slmc("eval --model " + q(model) + " --data " + q(d / "t.h5") + " --ctx 16 --json --ref-logits " + q(d / "ref.h5"));
+  const Result b = slmc("eval --model " + q(model) + " --data " + q(d.file("t.h5")) + " --ctx 16 --json --ref-logits " + q(d.file("ref.h5")));
   ASSERT_EQ(b.code, 0) << b.err;
   const auto ja = nlohmann::json::parse(a.out), jb = nlohmann::json::parse(b.out);
   EXPECT_EQ(ja.at("tokens").get<int64_t>(), 62);  // the text is 62 bytes; one token each
@@ -168,30 +167,30 @@ TEST(CliRoundTrip, TokenizeEvalAndSelfKl) {
   EXPECT_LT(jb.at("kl_mean").get<double>(), 1e-9);
   EXPECT_DOUBLE_EQ(jb.at("top1").get<double>(), 1.0);
   // Other data disagrees with the saved logits' targets: named, exit 2.
-  write_file_atomically(d / "other.txt", "One day Mia went to the park with Tom. Mia had two red balls.\n");
-  const Result c = slmc("eval --model " + q(model) + " --data " + q(d / "other.txt") + " --ctx 16 --ref-logits " + q(d / "ref.h5"));
+  write_file_atomically(d.file("other.txt"), "One day Mia went to the park with Tom. Mia had two red balls.\n");
+  const Result c = slmc("eval --model " + q(model) + " --data " + q(d.file("other.txt")) + " --ctx 16 --ref-logits " + q(d.file("ref.h5")));
   expect_input_error(c, "ref.h5");
 }
 
 TEST(CliRoundTrip, TrainWritesLoadableModel) {
   TempDir d;
-  const std::string text = d / "train.txt";
+  const std::string text = d.file("train.txt");
   std::string corpus;
   for (int i = 0; i < 200; ++i) corpus += "abcabcabd abcabcabd ";
   write_file_atomically(text, corpus);
-  write_file_atomically(d / "shape.yaml",
+  write_file_atomically(d.file("shape.yaml"),
                         "n_layer: 1\nd_model: 32\nn_head: 2\nctx: 32\nsteps: 60\nbatch: 8\n"
                         "lr: 0.01\nwarmup: 5\n");
-  const Result t = slmc("train --config " + q(d / "shape.yaml") + " --data " + q(text) + " -o " + q(d / "m"));
+  const Result t = slmc("train --config " + q(d.file("shape.yaml")) + " --data " + q(text) + " -o " + q(d.file("m")));
   ASSERT_EQ(t.code, 0) << t.err;
-  const Result e = slmc("eval --model " + q(d / "m") + " --data " + q(text) + " --json");
+  const Result e = slmc("eval --model " + q(d.file("m")) + " --data " + q(text) + " --json");
   ASSERT_EQ(e.code, 0) << e.err;
   // A 4-symbol periodic text: a trained model must be far below the byte vocab's uniform 258.
   EXPECT_LT(nlohmann::json::parse(e.out).at("ppl").get<double>(), 3.0) << e.out;
-  const Result g = slmc("generate --model " + q(d / "m") + " --prompt abcab --temperature 0 -n 8");
+  const Result g = slmc("generate --model " + q(d.file("m")) + " --prompt abcab --temperature 0 -n 8");
   ASSERT_EQ(g.code, 0) << g.err;
   EXPECT_EQ(g.out.substr(0, 5), "abcab");
-  const Result i = slmc("inspect " + q(d / "m") + " --json");
+  const Result i = slmc("inspect " + q(d.file("m")) + " --json");
   ASSERT_EQ(i.code, 0) << i.err;
   EXPECT_EQ(nlohmann::json::parse(i.out).at("spec").at("vocab").get<int64_t>(), 258);
 }
@@ -228,7 +227,7 @@ TEST(CliBadInput, ConfigInconsistentDims) {
 
 TEST(CliBadInput, Llama2cHeaderInconsistentWithFileSize) {
   TempDir d;
-  const std::string bin = d / "model.bin";
+  const std::string bin = d.file("model.bin");
   std::string bytes = read_file(kStories);
   bytes.resize(bytes.size() - 4096);
   write_file_atomically(bin, bytes);
@@ -238,16 +237,8 @@ TEST(CliBadInput, Llama2cHeaderInconsistentWithFileSize) {
 TEST(CliBadInput, Hdf5WithoutTokens) {
   TempDir d;
   const std::string model = make_tiny_model(d);
-  const std::string h5 = d / "no_tokens.h5";
-  hid_t f = H5Fcreate(h5.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  hsize_t dims[1] = {4};
-  hid_t sp = H5Screate_simple(1, dims, nullptr);
-  hid_t ds = H5Dcreate2(f, "ids", H5T_NATIVE_INT, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  int v[4] = {1, 2, 3, 4};
-  H5Dwrite(ds, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
-  H5Dclose(ds);
-  H5Sclose(sp);
-  H5Fclose(f);
+  const std::string h5 = d.file("no_tokens.h5");
+  write_int_dataset(h5, "ids", {1, 2, 3, 4});
   const Result r = slmc("eval --model " + q(model) + " --data " + q(h5));
   expect_input_error(r, "no_tokens.h5");
   EXPECT_NE(r.err.find("tokens"), std::string::npos) << r.err;
@@ -256,16 +247,8 @@ TEST(CliBadInput, Hdf5WithoutTokens) {
 TEST(CliBadInput, TokenIdBeyondVocab) {
   TempDir d;
   const std::string model = make_tiny_model(d);
-  const std::string h5 = d / "big_ids.h5";
-  hid_t f = H5Fcreate(h5.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  hsize_t dims[1] = {4};
-  hid_t sp = H5Screate_simple(1, dims, nullptr);
-  hid_t ds = H5Dcreate2(f, "tokens", H5T_NATIVE_INT, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  int v[4] = {1, 2, 300, 4};
-  H5Dwrite(ds, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
-  H5Dclose(ds);
-  H5Sclose(sp);
-  H5Fclose(f);
+  const std::string h5 = d.file("big_ids.h5");
+  write_int_dataset(h5, "tokens", {1, 2, 300, 4});
   const Result r = slmc("eval --model " + q(model) + " --data " + q(h5));
   expect_input_error(r, "big_ids.h5");
   EXPECT_NE(r.err.find("300"), std::string::npos) << r.err;
@@ -275,7 +258,7 @@ TEST(CliBadInput, MissingTokenizer) {
   TempDir d;
   const std::string model = make_tiny_model(d);
   fs::remove(model + "/tokenizer.json");
-  const std::string text = d / "t.txt";
+  const std::string text = d.file("t.txt");
   write_file_atomically(text, "hello");
   const Result r = slmc("eval --model " + q(model) + " --data " + q(text));
   expect_input_error(r, "tokenizer");

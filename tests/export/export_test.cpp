@@ -23,6 +23,7 @@
 #include "compress/tokenizer/tokenizer.h"
 #include "export/format/slm_format.h"
 #include "export/slm_export.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 
@@ -35,24 +36,7 @@ const std::string kTokBin = kData + "/models/stories260K/tok512.bin";
 const std::string kTokSpm = kData + "/models/stories260K/tok512.model";
 const std::string kText = kData + "/text/tinystories_sample.txt";
 
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("slmc_export_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using slmc::testing::TempDir;
 
 const LoadedModel& stories() {
   static const LoadedModel m = load_model(kStories);

@@ -18,31 +18,14 @@
 #include "compress/tokenizer/tokenizer.h"
 #include "export/format/slm_format.h"
 #include "quantize/codec/formats.h"
+#include "tests/test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace slmc::format {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("slmc_format_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using slmc::testing::TempDir;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

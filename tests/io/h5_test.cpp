@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <numeric>
 
-#include "tests/io/test_util.h"
+#include "tests/test_util.h"
 
 namespace slmc {
 namespace {

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compress/io/model_loader.h"
-#include "tests/io/test_util.h"
+#include "tests/test_util.h"
 
 namespace slmc {
 namespace {

@@ -11,7 +11,7 @@
 #include "compress/core/tensor_names.h"
 #include "compress/io/model_loader.h"
 #include "compress/io/safetensors.h"
-#include "tests/io/test_util.h"
+#include "tests/test_util.h"
 
 namespace slmc {
 namespace {

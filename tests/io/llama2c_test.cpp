@@ -8,7 +8,7 @@
 
 #include "compress/core/tensor_names.h"
 #include "compress/io/model_loader.h"
-#include "tests/io/test_util.h"
+#include "tests/test_util.h"
 
 namespace slmc {
 namespace {

@@ -9,7 +9,7 @@
 #include <random>
 
 #include "compress/core/float16.h"
-#include "tests/io/test_util.h"
+#include "tests/test_util.h"
 
 namespace slmc {
 namespace {

@@ -1,4 +1,4 @@
-// Helpers for the io tests: temporary directories, raw file writing, error assertions.
+// Helpers shared by the test folders: temporary directories, raw file writing, error assertions.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -24,7 +24,7 @@ class TempDir {
   TempDir() {
     static std::atomic<int> counter{0};
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = "slmc_io_";
+    std::string name = "slmc_test_";
     if (info != nullptr) name += std::string(info->test_suite_name()) + "_" + info->name() + "_";
     name += std::to_string(::getpid()) + "_" + std::to_string(counter++);
     for (char& c : name)
