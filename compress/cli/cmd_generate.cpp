@@ -9,6 +9,7 @@
 #include "compress/cli/common.h"
 #include "compress/core/error.h"
 #include "compress/model/sampler.h"
+#include "compress/model/transformer.h"
 
 namespace slmc::cli {
 

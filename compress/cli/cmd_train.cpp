@@ -1,5 +1,4 @@
 // slmc train --config SHAPE.yaml --data DATA -o OUT: a model from scratch with cross-entropy.
-#include <sys/stat.h>
 
 #include <cmath>
 #include <cstdio>

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "compress/io/model_loader.h"
-#include "compress/model/windows.h"
+#include "compress/core/windows.h"
 #include "compress/tokenizer/tokenizer.h"
 
 namespace slmc::cli {

@@ -113,16 +113,21 @@ std::string where_worst(const torch::Tensor& got, const torch::Tensor& want) {
   return os.str();
 }
 
+// Missing or corrupt goldens fail the test (never skip it).
+void read_golden_or_fail(const std::string& dir, Golden* g) {
+  try {
+    *g = read_golden(dir);
+  } catch (const std::exception& e) {
+    FAIL() << "goldens missing or corrupt: " << e.what();
+  }
+}
+
 class ModelGolden : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(ModelGolden, MatchesPyTorchReference) {
   const std::string dir = golden_dir(GetParam());
   Golden g;
-  try {
-    g = read_golden(dir);
-  } catch (const std::exception& e) {
-    FAIL() << "goldens missing or corrupt: " << e.what();
-  }
+  ASSERT_NO_FATAL_FAILURE(read_golden_or_fail(dir, &g));
   LoadedModel m = load_model(dir);
   EXPECT_EQ(m.format, "hf");
   ASSERT_EQ(m.spec.vocab, g.vocab);
@@ -144,11 +149,7 @@ TEST_P(ModelGolden, MatchesPyTorchReference) {
 TEST_P(ModelGolden, KvCacheMatchesFullForward) {
   const std::string dir = golden_dir(GetParam());
   Golden g;
-  try {
-    g = read_golden(dir);
-  } catch (const std::exception& e) {
-    FAIL() << "goldens missing or corrupt: " << e.what();
-  }
+  ASSERT_NO_FATAL_FAILURE(read_golden_or_fail(dir, &g));
   LoadedModel m = load_model(dir);
   Transformer tf(m.spec, m.tensors);
   torch::NoGradGuard no_grad;
