@@ -2,10 +2,12 @@
 // x 8 and x 128 tokens, beside the memory-read roofline measured in the same run.
 //
 //   slmc_kernel_bench [--json] [--isa scalar|avx2|avx512] [--formats q4_0,q8_0,...] [--quick]
-//                     [--no-packed]
+//                     [--no-packed] [--acts precise,int8]
 //
 // Formats with a packed layout (q4_0, q8_0) are timed twice: codec bytes, and "/pk" = the same
-// bytes after pack_rows (WeightLayout::kPacked).
+// bytes after pack_rows (WeightLayout::kPacked). Integer formats are timed with each activation
+// precision of --acts (default both; "/i8" marks the int8 activations), one after the other on
+// the same weights, so their ratio is measured under the same machine load.
 // Times are medians over repeats of gemm_rows (activations prepared once, outside the timing;
 // prepare_acts is timed on its own). GB/s counts weight bytes streamed per call; GFLOP/s counts
 // 2 * rows * cols * T. The roofline is the best of several streaming sums over a buffer.
@@ -38,6 +40,7 @@ struct Options {
   bool packed = true;  // also time the packed layout of formats that have one
   Isa isa = best_isa();
   std::vector<codec::Format> formats;
+  std::vector<ActPrecision> acts = {ActPrecision::kPrecise, ActPrecision::kInt8};
 };
 
 double seconds_since(Clock::time_point t0) {
@@ -157,33 +160,40 @@ void run(const Options& o) {
         }
         const double bytes = static_cast<double>(w.size());
         for (int64_t T : tokens) {
-          const std::vector<float> x = make_values(T * sh.cols, 2);
-          Acts acts;
-          {
-            std::vector<double> t;
-            for (int r = 0; r < (T == 1 ? 200 : 5); ++r) {
-              const auto t0 = Clock::now();
-              prepare_acts(f, x.data(), T, sh.cols, &acts, o.isa, layout);
-              t.push_back(seconds_since(t0));
+          for (ActPrecision prec : o.acts) {
+            if (!info.quantized && prec != o.acts.front()) continue;  // float acts: no precision
+            const std::string label =
+                name + (info.quantized && prec == ActPrecision::kInt8 ? "/i8" : "");
+            const std::vector<float> x = make_values(T * sh.cols, 2);
+            Acts acts;
+            {
+              std::vector<double> t;
+              for (int r = 0; r < (T == 1 ? 200 : 5); ++r) {
+                const auto t0 = Clock::now();
+                prepare_acts(f, x.data(), T, sh.cols, &acts, o.isa, layout, prec);
+                t.push_back(seconds_since(t0));
+              }
+              if (sh.rows == 4096) preps.push_back({label, sh.cols, T, median(t) * 1e6});
             }
-            if (sh.rows == 4096) preps.push_back({name, sh.cols, T, median(t) * 1e6});
-          }
-          std::vector<float> y(static_cast<size_t>(T * sh.rows));
-          for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool2}) {
-            // Aim at ~0.3 s per configuration (less with --quick), at least 3 repeats.
-            const double flops = 2.0 * sh.rows * sh.cols * T;
-            const double guess_s = std::max(bytes / 20e9, flops / 100e9) / (p ? 2 : 1);
-            const int reps =
-                std::max(3, std::min(100, static_cast<int>((quick ? 0.08 : 0.3) / guess_s)));
-            const double s = time_gemm(f, w, acts, y, sh.rows, p, o.isa, reps);
-            results.push_back({name, sh.rows, sh.cols, T, p ? p->size() : 1, s * 1e3,
-                               bytes / s / 1e9, flops / s / 1e9});
-            if (!o.json) {
-              const Result& r = results.back();
-              std::fprintf(
-                  stderr, "  %-9s %5lld x %-5lld T=%-3lld %dt  %9.3f ms %7.2f GB/s %8.1f GFLOP/s\n",
-                  r.format.c_str(), static_cast<long long>(r.rows), static_cast<long long>(r.cols),
-                  static_cast<long long>(r.T), r.threads, r.ms, r.gbps, r.gflops);
+            std::vector<float> y(static_cast<size_t>(T * sh.rows));
+            for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool2}) {
+              // Aim at ~0.3 s per configuration (less with --quick), at least 3 repeats.
+              const double flops = 2.0 * sh.rows * sh.cols * T;
+              const double guess_s = std::max(bytes / 20e9, flops / 100e9) / (p ? 2 : 1);
+              const int reps =
+                  std::max(3, std::min(100, static_cast<int>((quick ? 0.08 : 0.3) / guess_s)));
+              const double s = time_gemm(f, w, acts, y, sh.rows, p, o.isa, reps);
+              results.push_back({label, sh.rows, sh.cols, T, p ? p->size() : 1, s * 1e3,
+                                 bytes / s / 1e9, flops / s / 1e9});
+              if (!o.json) {
+                const Result& r = results.back();
+                std::fprintf(stderr,
+                             "  %-11s %5lld x %-5lld T=%-3lld %dt  %9.3f ms %7.2f GB/s %8.1f "
+                             "GFLOP/s\n",
+                             r.format.c_str(), static_cast<long long>(r.rows),
+                             static_cast<long long>(r.cols), static_cast<long long>(r.T), r.threads,
+                             r.ms, r.gbps, r.gflops);
+              }
             }
           }
         }
@@ -227,18 +237,18 @@ void run(const Options& o) {
                 (std::to_string(roof[i].bytes >> 20) + " MiB").c_str(), roof[i].gbps,
                 roof[i + 1].gbps);
   std::printf("\nmatmul (median; GB/s = weight bytes streamed per call)\n");
-  std::printf("  %-9s %-12s %5s | %9s %8s %8s | %9s %8s %8s\n", "format", "rows x cols", "T",
+  std::printf("  %-11s %-12s %5s | %9s %8s %8s | %9s %8s %8s\n", "format", "rows x cols", "T",
               "1t ms", "GB/s", "GFLOP/s", "2t ms", "GB/s", "GFLOP/s");
   for (size_t i = 0; i + 1 < results.size(); i += 2) {
     const Result &a = results[i], &b = results[i + 1];
     const std::string shape = std::to_string(a.rows) + "x" + std::to_string(a.cols);
-    std::printf("  %-9s %-12s %5lld | %9.3f %8.2f %8.1f | %9.3f %8.2f %8.1f\n", a.format.c_str(),
+    std::printf("  %-11s %-12s %5lld | %9.3f %8.2f %8.1f | %9.3f %8.2f %8.1f\n", a.format.c_str(),
                 shape.c_str(), static_cast<long long>(a.T), a.ms, a.gbps, a.gflops, b.ms, b.gbps,
                 b.gflops);
   }
   std::printf("\nprepare_acts (median, 1 thread)\n");
   for (const PrepResult& p : preps)
-    std::printf("  %-9s cols=%-6lld T=%-4lld %9.2f us\n", p.format.c_str(),
+    std::printf("  %-11s cols=%-6lld T=%-4lld %9.2f us\n", p.format.c_str(),
                 static_cast<long long>(p.cols), static_cast<long long>(p.T), p.us);
 }
 
@@ -252,6 +262,21 @@ int main_impl(int argc, char** argv) {
       o.quick = true;
     } else if (a == "--no-packed") {
       o.packed = false;
+    } else if (a == "--acts" && i + 1 < argc) {
+      o.acts.clear();
+      const std::string list = argv[++i];
+      size_t pos = 0;
+      while (pos <= list.size()) {
+        const size_t comma = std::min(list.find(',', pos), list.size());
+        ActPrecision p;
+        if (!act_precision_from_name(list.substr(pos, comma - pos).c_str(), &p)) {
+          std::fprintf(stderr, "unknown --acts '%s' (precise, int8)\n",
+                       list.substr(pos, comma - pos).c_str());
+          return 2;
+        }
+        o.acts.push_back(p);
+        pos = comma + 1;
+      }
     } else if (a == "--isa" && i + 1 < argc) {
       if (!isa_from_name(argv[++i], &o.isa)) {
         std::fprintf(stderr, "unknown --isa %s (scalar, avx2, avx512)\n", argv[i]);
@@ -281,7 +306,7 @@ int main_impl(int argc, char** argv) {
       std::fprintf(
           stderr,
           "usage: slmc_kernel_bench [--json] [--quick] [--no-packed] [--isa scalar|avx2|avx512] "
-          "[--formats %s]\n",
+          "[--acts precise,int8] [--formats %s]\n",
           codec::format_names().c_str());
       return a == "--help" || a == "-h" ? 0 : 2;
     }

@@ -129,7 +129,8 @@ codec::Format slm_tensor_format(const TensorDecl& decl, codec::Format type, bool
 }
 
 ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenizer* tok,
-                        const std::string& out, int n_threads) {
+                        const std::string& out, int n_threads,
+                        const std::map<std::string, codec::QTensor>* packed) {
   const auto start = std::chrono::steady_clock::now();
   SLMC_CHECK(!out.empty(), "export: no output path");
   check_tensors(m.spec, m.tensors, m.path);
@@ -145,7 +146,20 @@ ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenize
     TensorExport te;
     te.name = d.name;
     te.shape = d.shape;
-    te.format = slm_tensor_format(d, type, &te.fallback);
+    const codec::QTensor* pre = nullptr;
+    if (packed != nullptr) {
+      auto it = packed->find(d.name);
+      if (it != packed->end()) pre = &it->second;
+    }
+    if (pre != nullptr) {
+      // Stored by a pass: its bytes are the artifact, written as they are.
+      SLMC_CHECK(pre->shape == d.shape, "export: packed tensor ", d.name, " has shape ",
+                 shape_str(pre->shape), ", the model expects ", shape_str(d.shape));
+      te.format = pre->format;
+      te.note = "as quantized";
+    } else {
+      te.format = slm_tensor_format(d, type, &te.fallback);
+    }
     if (te.fallback) {
       te.note = str_cat(d.shape[1], " columns are not a multiple of ", type_info.block_size,
                         ": stored as f16");
@@ -162,6 +176,18 @@ ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenize
     w.lossy = te.lossy;
     w.out.resize(w.row_bytes * static_cast<size_t>(w.rows));
     te.bytes = w.out.size();
+    if (pre != nullptr) {
+      SLMC_CHECK(pre->bytes.size() == w.out.size(), "export: packed tensor ", d.name, " holds ",
+                 pre->bytes.size(), " bytes, ", codec::format_info(pre->format).name, " needs ",
+                 w.out.size());
+      w.out = pre->bytes;
+      te.lossy = false;  // its distortion was reported by the pass that quantized it
+      rep.n_weights += te.n_weights;
+      rep.tensor_bytes += te.bytes;
+      rep.tensors.push_back(std::move(te));
+      work.push_back(std::move(w));
+      continue;
+    }
     const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkWeights / w.cols);
     for (int64_t r = 0; r < w.rows; r += rows_per_chunk)
       chunks.push_back({work.size(), r, std::min(w.rows, r + rows_per_chunk)});
@@ -174,7 +200,7 @@ ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenize
   // Quantize: threads pull chunks; the calling thread also draws the progress bar.
   unsigned n =
       n_threads > 0 ? static_cast<unsigned>(n_threads) : std::thread::hardware_concurrency();
-  n = std::max(1u, std::min<unsigned>(n, static_cast<unsigned>(chunks.size())));
+  n = std::max(1u, std::min<unsigned>(n, static_cast<unsigned>(std::max<size_t>(1, chunks.size()))));
   std::vector<ChunkStats> stats(chunks.size());
   std::atomic<size_t> next{0};
   std::atomic<int64_t> done{0};

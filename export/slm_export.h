@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -54,8 +55,11 @@ codec::Format slm_tensor_format(const TensorDecl& decl, codec::Format type, bool
 // atomically, embedding the spec and `tok` (nullable: no tokenizer). Runs on `n_threads`
 // threads (0 = all cores) and shows progress on stderr. Throws slmc::Error on bad input
 // (tensors that do not match the spec, non-finite weights, an unwritable path).
+// `packed` (optional): tensors a pass already stored in a codec format; their bytes are written as
+// they are (checked against the shape), and `type` applies to the others.
 ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenizer* tok,
-                        const std::string& out, int n_threads = 0);
+                        const std::string& out, int n_threads = 0,
+                        const std::map<std::string, codec::QTensor>* packed = nullptr);
 
 // The report as an aligned text table with a totals line, and as JSON.
 std::string export_report_table(const ExportReport& r);

@@ -6,6 +6,7 @@
 #include "compress/cli/common.h"
 #include "compress/core/atomic_file.h"
 #include "compress/core/error.h"
+#include "compress/cli/synthetic_corpus.h"
 #include "compress/io/h5.h"
 
 namespace slmc::cli {
@@ -29,6 +30,11 @@ void run_tokenize(const TokenizeOptions& o) {
                text.size(), d.tokens.size(),
                static_cast<double>(text.size()) / static_cast<double>(d.tokens.size()), o.out.c_str());
 }
+struct SynthOptions {
+  int64_t stories = 2000;
+  uint64_t seed = 1;
+  std::string out;
+};
 }  // namespace
 
 void setup_data(CLI::App& app) {
@@ -41,6 +47,20 @@ void setup_data(CLI::App& app) {
   sub->add_option("--text", o->text, "input text")->required()->check(CLI::ExistingFile);
   sub->add_option("-o,--output", o->out, "output .h5")->required();
   on_run(sub, [o] { run_tokenize(*o); });
+
+  auto so = std::make_shared<SynthOptions>();
+  auto* synth = data->add_subcommand(
+      "synth", "write the demo's synthetic story corpus (made here, seeded) to a text file");
+  synth->add_option("--stories", so->stories, "stories")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  synth->add_option("--seed", so->seed, "seed (same seed, same bytes)")->capture_default_str();
+  synth->add_option("-o,--output", so->out, "output text file (written atomically)")->required();
+  on_run(synth, [so] {
+    const std::string text = synthetic_stories(so->stories, so->seed);
+    write_file_atomically(so->out, text);
+    std::fprintf(stderr, "%lld stories, %zu bytes -> %s\n", static_cast<long long>(so->stories),
+                 text.size(), so->out.c_str());
+  });
 }
 
 }  // namespace slmc::cli

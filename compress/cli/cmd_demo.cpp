@@ -8,6 +8,7 @@
 
 #include "compress/cli/commands.h"
 #include "compress/cli/common.h"
+#include "compress/cli/pipeline.h"
 #include "compress/cli/synthetic_corpus.h"
 #include "compress/cli/train_run.h"
 #include "compress/core/atomic_file.h"
@@ -96,9 +97,37 @@ void run_demo(const DemoOptions& o) {
   std::printf("\ngreedy sample (prompt \"One day\"):\n%s\n", sample(model, *tok, "One day", 0, 0).c_str());
   std::printf("\nsampled (temperature 0.8, seed 7, prompt \"One day Mia\"):\n%s\n",
               sample(model, *tok, "One day Mia", 0.8, 7).c_str());
-  std::printf("\nnext: slmc eval --model %s --data %s\n      slmc generate --model %s --prompt \"One day\"\n",
-              model_dir.c_str(), val_txt.c_str(), model_dir.c_str());
   SLMC_CHECK(r.ppl < bar, "demo: held-out perplexity ", r.ppl, " is not below vocab/4 = ", bar);
+
+  // Compress it to int4 with GPTQ through a recipe, written out and parsed like a user's, and
+  // measure the artifact with the runtime against the model just trained.
+  register_builtin_passes();
+  const std::string recipe_path = o.out + "/int4-gptq.yaml";
+  write_file_atomically(recipe_path,
+                        "# written by `slmc demo`; run it again with\n"
+                        "#   slmc run " + recipe_path + " --model " + model_dir + "\n"
+                        "version: 1\n"
+                        "data:\n"
+                        "  calibration: {path: data/train.txt, samples: 64, seq_len: 128}\n"
+                        "  eval: {path: data/val.txt, seq_len: 128}\n"
+                        "stages:\n"
+                        "  - quantize: {method: gptq, bits: 4}\n"
+                        "export: [{format: slm, path: " + o.out + "/model-q4_0-gptq.slm}]\n"
+                        "gates: {max_ppl_increase: 0.1}\n");
+  std::printf("\n== int4 GPTQ (%s) ==\n", recipe_path.c_str());
+  std::fflush(stdout);
+  const Recipe rec = load_recipe(recipe_path);
+  PipelineInput in;
+  in.model_path = model_dir;
+  for (const Stage& st : rec.stages) in.passes.push_back(st.pass.get());
+  in.calibration = rec.calibration;
+  in.eval = rec.eval;
+  in.gates = rec.gates;
+  in.out = rec.exports.at(0).path;
+  run_pipeline(in);
+  std::printf("\nnext: slmc eval --model %s --data %s\n      slmc generate --model %s --prompt \"One day\"\n"
+              "      slmc bench --model %s\n",
+              model_dir.c_str(), val_txt.c_str(), in.out.c_str(), in.out.c_str());
 }
 }  // namespace
 

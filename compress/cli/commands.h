@@ -15,6 +15,8 @@ void setup_train(CLI::App& app);
 void setup_demo(CLI::App& app);
 void setup_export(CLI::App& app);
 void setup_bench(CLI::App& app);
+void setup_quantize(CLI::App& app);
+void setup_run(CLI::App& app);
 
 // Global flags, applied before any subcommand runs.
 struct GlobalOptions {

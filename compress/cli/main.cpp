@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
   setup_demo(app);
   setup_export(app);
   setup_bench(app);
+  setup_quantize(app);
+  setup_run(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -113,71 +113,83 @@ KVCache Transformer::new_cache(int64_t batch, int64_t capacity) const {
   return c;
 }
 
-torch::Tensor Transformer::forward(const torch::Tensor& tokens, KVCache* cache) const {
+torch::Tensor Transformer::embed(const torch::Tensor& tokens) const {
   SLMC_CHECK(tokens.dim() == 2, "forward: tokens must be (batch, seq), got ", tokens.dim(), " dims");
-  const int64_t B = tokens.size(0), T = tokens.size(1);
-  SLMC_CHECK(T > 0, "forward: empty sequence");
+  SLMC_CHECK(tokens.size(1) > 0, "forward: empty sequence");
   const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
   SLMC_CHECK(lo >= 0 && hi < spec_.vocab, "token id ", lo < 0 ? lo : hi, " is outside the vocab [0, ",
              spec_.vocab, ")");
+  return torch::embedding(p(names::kTokenEmbd), tokens);  // (B, T, D)
+}
+
+torch::Tensor Transformer::layer(int64_t i, const torch::Tensor& x_in, KVCache* cache) const {
+  SLMC_CHECK(i >= 0 && i < spec_.n_layer(), "layer index ", i, " outside [0, ", spec_.n_layer(), ")");
+  const int64_t B = x_in.size(0), T = x_in.size(1);
   const int64_t start = cache ? cache->len : 0;
   if (cache)
     SLMC_CHECK(start + T <= cache->capacity, "KV cache full: ", start + T, " positions > capacity ",
                cache->capacity);
   const int64_t S = start + T;  // keys visible after this step
-
-  auto x = torch::embedding(p(names::kTokenEmbd), tokens);  // (B, T, D)
   auto pos = torch::arange(start, S, torch::kInt64).to(torch::kFloat32);
   // Key positions j and query positions i (absolute): causal, plus the sliding window if any.
   auto qpos = torch::arange(start, S, torch::kInt64).unsqueeze(1);  // (T, 1)
   auto kpos = torch::arange(0, S, torch::kInt64).unsqueeze(0);      // (1, S)
   auto causal = kpos <= qpos;                                        // (T, S)
 
-  for (int64_t i = 0; i < spec_.n_layer(); ++i) {
-    const LayerSpec& l = spec_.layers[static_cast<size_t>(i)];
-    const int64_t H = l.n_head, KV = l.n_kv_head, hd = l.head_dim;
-    const char* qkv_bias = l.attn_qkv_bias ? "bias" : nullptr;
+  const LayerSpec& l = spec_.layers[static_cast<size_t>(i)];
+  const int64_t H = l.n_head, KV = l.n_kv_head, hd = l.head_dim;
+  const char* qkv_bias = l.attn_qkv_bias ? "bias" : nullptr;
+  torch::Tensor x = x_in;
 
-    auto h = rms_norm(x, p(names::blk(i, names::kAttnNorm)), spec_.norm_eps);
-    auto q = linear(names::blk(i, names::kAttnQ), h, qkv_bias).view({B, T, H, hd}).transpose(1, 2);
-    auto k = linear(names::blk(i, names::kAttnK), h, qkv_bias).view({B, T, KV, hd}).transpose(1, 2);
-    auto v = linear(names::blk(i, names::kAttnV), h, qkv_bias).view({B, T, KV, hd}).transpose(1, 2);
+  auto h = rms_norm(x, p(names::blk(i, names::kAttnNorm)), spec_.norm_eps);
+  auto q = linear(names::blk(i, names::kAttnQ), h, qkv_bias).view({B, T, H, hd}).transpose(1, 2);
+  auto k = linear(names::blk(i, names::kAttnK), h, qkv_bias).view({B, T, KV, hd}).transpose(1, 2);
+  auto v = linear(names::blk(i, names::kAttnV), h, qkv_bias).view({B, T, KV, hd}).transpose(1, 2);
 
-    auto freqs = torch::outer(pos, inv_freq_[static_cast<size_t>(i)]);  // (T, hd/2)
-    auto emb = torch::cat({freqs, freqs}, -1);
-    auto cos = emb.cos(), sin = emb.sin();
-    q = apply_rope(q, cos, sin);
-    k = apply_rope(k, cos, sin);
+  auto freqs = torch::outer(pos, inv_freq_[static_cast<size_t>(i)]);  // (T, hd/2)
+  auto emb = torch::cat({freqs, freqs}, -1);
+  auto cos = emb.cos(), sin = emb.sin();
+  q = apply_rope(q, cos, sin);
+  k = apply_rope(k, cos, sin);
 
-    if (cache) {
-      cache->k[static_cast<size_t>(i)].narrow(2, start, T).copy_(k);
-      cache->v[static_cast<size_t>(i)].narrow(2, start, T).copy_(v);
-      k = cache->k[static_cast<size_t>(i)].narrow(2, 0, S);
-      v = cache->v[static_cast<size_t>(i)].narrow(2, 0, S);
-    }
-    if (H != KV) {
-      k = k.repeat_interleave(H / KV, 1);
-      v = v.repeat_interleave(H / KV, 1);
-    }
-    auto allowed = causal;
-    if (l.window > 0) allowed = allowed.logical_and(qpos - kpos < l.window);
-    auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd)));
-    scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
-    auto attn = torch::matmul(torch::softmax(scores, -1), v);  // (B, H, T, hd)
-    attn = attn.transpose(1, 2).reshape({B, T, H * hd});
-    x = x + linear(names::blk(i, names::kAttnOut), attn, l.attn_out_bias ? "bias" : nullptr);
-
-    h = rms_norm(x, p(names::blk(i, names::kFfnNorm)), spec_.norm_eps);
-    const char* mb = l.mlp_bias ? "bias" : nullptr;
-    auto gate = linear(names::blk(i, names::kFfnGate), h, mb);
-    gate = spec_.act == Activation::kSilu ? torch::silu(gate)
-                                          : torch::gelu(gate, /*approximate=*/"tanh");
-    auto up = linear(names::blk(i, names::kFfnUp), h, mb);
-    x = x + linear(names::blk(i, names::kFfnDown), gate * up, mb);
+  if (cache) {
+    cache->k[static_cast<size_t>(i)].narrow(2, start, T).copy_(k);
+    cache->v[static_cast<size_t>(i)].narrow(2, start, T).copy_(v);
+    k = cache->k[static_cast<size_t>(i)].narrow(2, 0, S);
+    v = cache->v[static_cast<size_t>(i)].narrow(2, 0, S);
   }
-  if (cache) cache->len = S;
-  x = rms_norm(x, p(names::kOutputNorm), spec_.norm_eps);
-  return linear(spec_.tied_embeddings ? names::kTokenEmbd : names::kOutput, x, nullptr);
+  if (H != KV) {
+    k = k.repeat_interleave(H / KV, 1);
+    v = v.repeat_interleave(H / KV, 1);
+  }
+  auto allowed = causal;
+  if (l.window > 0) allowed = allowed.logical_and(qpos - kpos < l.window);
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd)));
+  scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+  auto attn = torch::matmul(torch::softmax(scores, -1), v);  // (B, H, T, hd)
+  attn = attn.transpose(1, 2).reshape({B, T, H * hd});
+  x = x + linear(names::blk(i, names::kAttnOut), attn, l.attn_out_bias ? "bias" : nullptr);
+
+  h = rms_norm(x, p(names::blk(i, names::kFfnNorm)), spec_.norm_eps);
+  const char* mb = l.mlp_bias ? "bias" : nullptr;
+  auto gate = linear(names::blk(i, names::kFfnGate), h, mb);
+  gate = spec_.act == Activation::kSilu ? torch::silu(gate)
+                                        : torch::gelu(gate, /*approximate=*/"tanh");
+  auto up = linear(names::blk(i, names::kFfnUp), h, mb);
+  return x + linear(names::blk(i, names::kFfnDown), gate * up, mb);
+}
+
+torch::Tensor Transformer::head(const torch::Tensor& x) const {
+  auto h = rms_norm(x, p(names::kOutputNorm), spec_.norm_eps);
+  return linear(spec_.tied_embeddings ? names::kTokenEmbd : names::kOutput, h, nullptr);
+}
+
+torch::Tensor Transformer::forward(const torch::Tensor& tokens, KVCache* cache) const {
+  auto x = embed(tokens);
+  // Every layer sees the same cache->len; it advances once all layers wrote their keys.
+  for (int64_t i = 0; i < spec_.n_layer(); ++i) x = layer(i, x, cache);
+  if (cache) cache->len += tokens.size(1);
+  return head(x);
 }
 
 std::vector<torch::Tensor> Transformer::params_list() const {

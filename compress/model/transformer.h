@@ -41,6 +41,14 @@ class Transformer {
 
   KVCache new_cache(int64_t batch, int64_t capacity) const;
 
+  // The pieces of forward(), for passes that walk the model layer by layer (calibration):
+  // forward = head(layer(n-1, ... layer(0, embed(tokens)))). embed checks the ids against the
+  // vocab. layer() reads positions from cache->len (0 without a cache) and writes its keys and
+  // values there, but does not advance cache->len (forward does, after the last layer).
+  torch::Tensor embed(const torch::Tensor& tokens) const;                  // (B, T, d_model)
+  torch::Tensor layer(int64_t i, const torch::Tensor& x, KVCache* cache = nullptr) const;
+  torch::Tensor head(const torch::Tensor& x) const;                        // final norm + output
+
   void set_linear_hook(LinearHook hook) { hook_ = std::move(hook); }
 
   const ModelSpec& spec() const { return spec_; }

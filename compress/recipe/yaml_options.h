@@ -12,6 +12,7 @@
 #include <string>
 
 #include "compress/core/error.h"
+#include "compress/recipe/selector.h"
 
 namespace slmc {
 
@@ -54,6 +55,32 @@ class YamlBinder {
     }
   }
 
+  // A pattern list: one string or a sequence of strings; each item remembers its line.
+  void operator()(const char* key, PatternList& field, const char* /*help*/) {
+    known_.insert(key);
+    const YAML::Node n = map_[key];
+    if (!n) return;
+    field = PatternList();
+    auto add = [&](const YAML::Node& item) {
+      SLMC_CHECK(item.IsScalar(), yaml_where(file_, item), ": key '", key,
+                 "' must be a string or a list of strings");
+      field.add(item.Scalar(), yaml_where(file_, item) + " (" + key + ")");
+    };
+    if (n.IsSequence()) {
+      for (const YAML::Node& item : n) add(item);
+    } else {
+      add(n);
+    }
+  }
+
+  // Whether `key` was present in the mapping (explicit values may be held to stricter rules
+  // than defaults, e.g. a group size that does not fit a tensor).
+  bool has(const char* key) const { return static_cast<bool>(map_[key]); }
+  std::string where(const char* key) const {
+    const YAML::Node n = map_[key];
+    return n ? yaml_where(file_, n) : file_;
+  }
+
   // Call after visit(): every key in the mapping must have been visited.
   void reject_unknown() const {
     for (const auto& kv : map_) {
@@ -94,6 +121,9 @@ struct OptionPrinter {
   }
   void operator()(const char* key, const bool& field, const char* /*help*/) {
     os << indent << key << ": " << (field ? "true" : "false") << "\n";
+  }
+  void operator()(const char* key, const PatternList& field, const char* /*help*/) {
+    os << indent << key << ": " << field.str() << "\n";
   }
   void operator()(const char* key, const double& field, const char* /*help*/) {
     std::ostringstream v;

@@ -3,8 +3,11 @@
 #include "export/runtime/kernels.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "compress/core/error.h"
 #include "compress/core/float16.h"
@@ -124,8 +127,9 @@ const IsaKernels& kernels_for(Isa isa) {
   return *internal::scalar_kernels();
 }
 
-// Scalar activation quantizer; the SIMD versions reproduce it bit for bit.
-void quantize_scalar(const float* x, int64_t n, int64_t block, int8_t* q, float* d, int32_t* sums) {
+// Scalar activation quantizer (QuantizeFn); the SIMD versions reproduce it bit for bit.
+void quantize_scalar(const float* x, int64_t n, int64_t block, int8_t* q, int8_t* q_lo, float* d,
+                     int32_t* sums) {
   for (int64_t b = 0; b < n / block; ++b, x += block, q += block) {
     float amax = 0.0f;
     for (int64_t j = 0; j < block; ++j) amax = std::max(amax, std::fabs(x[j]));
@@ -134,13 +138,22 @@ void quantize_scalar(const float* x, int64_t n, int64_t block, int8_t* q, float*
     int32_t s = 0;
     for (int64_t j = 0; j < block; ++j) {
       // nearbyint rounds half to even in the default mode, like cvtps2dq.
-      const float v = std::nearbyint(x[j] * id);
-      const int32_t c = static_cast<int32_t>(std::min(127.0f, std::max(-127.0f, v)));
+      const float t = x[j] * id;
+      const float hi = std::min(127.0f, std::max(-127.0f, std::nearbyint(t)));
+      int32_t c = static_cast<int32_t>(hi);
       q[j] = static_cast<int8_t>(c);
+      if (q_lo != nullptr) {
+        // t - hi is exact (hi is t rounded, or t clamped to 127 when t barely exceeds it) and
+        // scaling by 256 is exact, so the residual code is the only rounding.
+        const float lo = std::min(127.0f, std::max(-127.0f, std::nearbyint((t - hi) * 256.0f)));
+        q_lo[j] = static_cast<int8_t>(lo);
+        c = 256 * c + static_cast<int32_t>(lo);
+      }
       s += c;
     }
-    d[b] = db;
+    d[b] = q_lo != nullptr ? db * (1.0f / 256.0f) : db;
     sums[b] = s;
+    if (q_lo != nullptr) q_lo += block;
   }
 }
 
@@ -187,17 +200,28 @@ void scalar_bf16(const GemmArgs& a) {
   });
 }
 
+// The activation codes of token t (Acts): q_hi, and the q_lo plane `lo` bytes after it (lo = 0:
+// int8 activations). code(i) is the combined code c of element i of the plane layout.
+struct TokenCodes {
+  const int8_t* q;
+  int64_t lo;
+  TokenCodes(const ActView& x, int64_t t) : q(x.q8 + t * x.q_stride), lo(x.lo_offset) {}
+  int32_t code(int64_t i) const { return lo != 0 ? 256 * q[i] + q[lo + i] : q[i]; }
+};
+
+// The integer sums below stay in int32: |sum| <= 128 codes * 15 * 32639 (Q4_G128) or
+// 32 * 127 * 32639 (Q8_0), both below 2^28.
 void scalar_q8_0(const GemmArgs& a) {
   const int64_t nb = a.n / 32;
   for (int64_t r = a.r0; r < a.r1; ++r) {
     const auto* blk = reinterpret_cast<const codec::BlockQ8_0*>(a.w + r * a.row_bytes);
     for (int64_t t = 0; t < a.x.T; ++t) {
-      const int8_t* q = a.x.q8 + t * a.x.n_pad;
+      const TokenCodes q(a.x, t);
       const float* da = a.x.scale + t * (a.x.n_pad / 32);
       float acc = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
         int32_t s = 0;
-        for (int j = 0; j < 32; ++j) s += blk[b].qs[j] * q[32 * b + j];
+        for (int j = 0; j < 32; ++j) s += blk[b].qs[j] * q.code(32 * b + j);
         acc += f16_to_f32(blk[b].d) * da[b] * static_cast<float>(s);
       }
       a.y[t * a.ldy + r] = acc;
@@ -210,15 +234,16 @@ void scalar_q4_0(const GemmArgs& a) {
   for (int64_t r = a.r0; r < a.r1; ++r) {
     const auto* blk = reinterpret_cast<const codec::BlockQ4_0*>(a.w + r * a.row_bytes);
     for (int64_t t = 0; t < a.x.T; ++t) {
-      const int8_t* q = a.x.q8 + t * a.x.n_pad;
+      const TokenCodes q(a.x, t);
       const float* da = a.x.scale + t * (a.x.n_pad / 32);
       float acc = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
-        const int8_t* lo = q + 128 * (b / 4) + 16 * (b % 4);  // see Layout::kQ4_0
-        const int8_t* hi = lo + 64;
+        const int64_t lo = 128 * (b / 4) + 16 * (b % 4);  // see Layout::kQ4_0
+        const int64_t hi = lo + 64;
         int32_t s = 0;
         for (int j = 0; j < 16; ++j)
-          s += ((blk[b].qs[j] & 0x0f) - 8) * lo[j] + ((blk[b].qs[j] >> 4) - 8) * hi[j];
+          s += ((blk[b].qs[j] & 0x0f) - 8) * q.code(lo + j) +
+               ((blk[b].qs[j] >> 4) - 8) * q.code(hi + j);
         acc += f16_to_f32(blk[b].d) * da[b] * static_cast<float>(s);
       }
       a.y[t * a.ldy + r] = acc;
@@ -226,29 +251,24 @@ void scalar_q4_0(const GemmArgs& a) {
   }
 }
 
-// sum over groups of d_w * (d_a * sum(q_w * q_a) - z * d_a * sum(q_a)).
+// sum over groups of d_w * (d_a * sum(q_w * c) - z * d_a * sum(c)).
 template <int G>
 void scalar_q4g(const GemmArgs& a) {
   const int64_t ng = a.n / G;
   for (int64_t r = a.r0; r < a.r1; ++r) {
     const auto* blk = reinterpret_cast<const codec::BlockQ4G<G>*>(a.w + r * a.row_bytes);
     for (int64_t t = 0; t < a.x.T; ++t) {
-      const int8_t* q = a.x.q8 + t * a.x.n_pad;
+      const TokenCodes q(a.x, t);
       const float* da = a.x.scale + t * (a.x.n_pad / G);
       const float* bs = a.x.block_sums + t * (a.x.n_pad / G);
       float acc = 0.0f;
       for (int64_t g = 0; g < ng; ++g) {
-        const int8_t *lo, *hi;
-        if (G == 64) {  // Layout::kQ4_G64: pairs of groups
-          lo = q + 128 * (g / 2) + 32 * (g % 2);
-          hi = lo + 64;
-        } else {  // Layout::kQ4_G128: natural order
-          lo = q + 128 * g;
-          hi = lo + 64;
-        }
+        // Layout::kQ4_G64: pairs of groups; Layout::kQ4_G128: natural order.
+        const int64_t lo = G == 64 ? 128 * (g / 2) + 32 * (g % 2) : 128 * g;
+        const int64_t hi = lo + 64;
         int32_t s = 0;
         for (int j = 0; j < G / 2; ++j)
-          s += (blk[g].qs[j] & 0x0f) * lo[j] + (blk[g].qs[j] >> 4) * hi[j];
+          s += (blk[g].qs[j] & 0x0f) * q.code(lo + j) + (blk[g].qs[j] >> 4) * q.code(hi + j);
         acc +=
             f16_to_f32(blk[g].d) * (da[g] * static_cast<float>(s) - f16_to_f32(blk[g].z) * bs[g]);
       }
@@ -265,7 +285,7 @@ void scalar_packed(const GemmArgs& a) {
   for (int64_t r = a.r0; r < a.r1; ++r) {
     const uint8_t* row = a.w + r * a.row_bytes;
     for (int64_t t = 0; t < a.x.T; ++t) {
-      const int8_t* q = a.x.q8 + t * a.x.n_pad;
+      const TokenCodes q(a.x, t);
       const float* da = a.x.scale + t * (a.x.n_pad / 32);
       float acc = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
@@ -278,10 +298,10 @@ void scalar_packed(const GemmArgs& a) {
           for (int64_t c = 0; c < 4; ++c) {
             const uint8_t byte = grp[packed_chunk_at(m, k, i) + c];
             if (kNibbles) {  // low nibble: weight 4k + c, high nibble: weight 16 + 4k + c
-              s += ((byte & 0x0f) - 8) * q[512 * g + 64 * k + 4 * i + c] +
-                   ((byte >> 4) - 8) * q[512 * g + 64 * (4 + k) + 4 * i + c];
+              s += ((byte & 0x0f) - 8) * q.code(512 * g + 64 * k + 4 * i + c) +
+                   ((byte >> 4) - 8) * q.code(512 * g + 64 * (4 + k) + 4 * i + c);
             } else {
-              s += static_cast<int8_t>(byte) * q[512 * g + 64 * k + 4 * i + c];
+              s += static_cast<int8_t>(byte) * q.code(512 * g + 64 * k + 4 * i + c);
             }
           }
         acc += f16_to_f32(dh) * da[b] * static_cast<float>(s);
@@ -308,6 +328,8 @@ ActView view_of(const Acts& x) {
   v.n_pad = x.n_pad;
   v.block = x.block;
   v.lane_width = x.lane_width;
+  v.q_stride = x.q_stride;
+  v.lo_offset = x.lo_offset;
   v.f32 = x.f32.data();
   v.q8 = reinterpret_cast<const int8_t*>(x.q8.data());
   v.scale = x.scale.data();
@@ -318,15 +340,12 @@ ActView view_of(const Acts& x) {
   return v;
 }
 
-// Places one token's natural-order codes into the layout and fills its lane tables. `sums` are
-// the per-block code sums from quantize; `s4` is scratch for n_pad / 4 sums of 4 codes.
-void arrange_token(const IsaKernels& k, Layout layout, int32_t bias, const int8_t* nat,
-                   const float* d, const int32_t* sums, int64_t n, int64_t n_pad, int8_t* q,
-                   float* lane_scale, int32_t* lane_init, float* lane_sums, int32_t* s4) {
+// Places one plane of a token's natural-order codes into the layout (zero padded).
+void place_codes(Layout layout, const int8_t* nat, int64_t n, int64_t n_pad, int8_t* q) {
   if (n_pad > n) std::memset(q + n, 0, static_cast<size_t>(n_pad - n));
   const int64_t nb = n / 32;
   switch (layout) {
-    case Layout::kPacked16: {
+    case Layout::kPacked16:
       for (int64_t g = 0; g < n_pad / 512; ++g) {
         int8_t* dst = q + 512 * g;
         const int64_t m = std::min(kGroup, nb - g * kGroup);
@@ -335,21 +354,12 @@ void arrange_token(const IsaKernels& k, Layout layout, int32_t bias, const int8_
           for (int64_t j = 0; j < 8; ++j)
             std::memcpy(dst + 64 * j + 4 * i, nat + 32 * (g * kGroup + i) + 4 * j, 4);
       }
-      for (int64_t b = 0; b < n_pad / 32; ++b) {
-        lane_scale[b] = b < nb ? d[b] : 0.0f;
-        lane_init[b] = b < nb ? -bias * sums[b] : 0;
-      }
       return;
-    }
-    case Layout::kQ8_0: {
+    case Layout::kQ8_0:
+    case Layout::kQ4_G128:
       std::memcpy(q, nat, static_cast<size_t>(n));
-      k.sum4(q, n_pad, s4);
-      for (int64_t l = 0; l < n_pad / 4; ++l) lane_init[l] = -128 * s4[l];
-      for (int64_t b = 0; b < n_pad / 32; ++b)
-        for (int64_t i = 0; i < 8; ++i) lane_scale[8 * b + i] = b < nb ? d[b] : 0.0f;
       return;
-    }
-    case Layout::kQ4_0: {
+    case Layout::kQ4_0:
       for (int64_t b = 0; b < nb; ++b) {
         int8_t* dst = q + 128 * (b / 4) + 16 * (b % 4);
         std::memcpy(dst, nat + 32 * b, 16);
@@ -362,15 +372,7 @@ void arrange_token(const IsaKernels& k, Layout layout, int32_t bias, const int8_
           std::memset(quad + 64 + 16 * b, 0, 16);
         }
       }
-      k.sum4(q, n_pad, s4);
-      for (int64_t g = 0; g < n_pad / 128; ++g)  // lane i of quad g: 4-code sums i and 16 + i
-        for (int64_t i = 0; i < 16; ++i) {
-          const int64_t b = 4 * g + i / 4;
-          lane_scale[16 * g + i] = b < nb ? d[b] : 0.0f;
-          lane_init[16 * g + i] = -8 * (s4[32 * g + i] + s4[32 * g + 16 + i]);
-        }
       return;
-    }
     case Layout::kQ4_G64: {
       const int64_t ng = n / 64;
       for (int64_t g = 0; g < ng; ++g) {
@@ -382,7 +384,55 @@ void arrange_token(const IsaKernels& k, Layout layout, int32_t bias, const int8_
         std::memset(q + 128 * (ng / 2) + 32, 0, 32);
         std::memset(q + 128 * (ng / 2) + 96, 0, 32);
       }
-      k.sum4(q, n_pad, s4);
+      return;
+    }
+    case Layout::kFloat:
+      return;
+  }
+}
+
+// Sums of 4 consecutive combined codes of a placed token: s4[i] = sum of c over bytes 4i..4i+3
+// of the plane(s), c = q_hi or 256 q_hi + q_lo. `tmp` is scratch of n_pad / 4 entries.
+void sum4_codes(const IsaKernels& k, const int8_t* q_hi, const int8_t* q_lo, int64_t n_pad,
+                int32_t* s4, int32_t* tmp) {
+  k.sum4(q_hi, n_pad, s4);
+  if (q_lo == nullptr) return;
+  k.sum4(q_lo, n_pad, tmp);
+  for (int64_t i = 0; i < n_pad / 4; ++i) s4[i] = 256 * s4[i] + tmp[i];
+}
+
+// Fills one token's lane tables from the block scales `d`, the per-block code sums `sums` and
+// the 4-code sums `s4` of the placed codes (computed only for the layouts that need them).
+void fill_lane_tables(const IsaKernels& k, Layout layout, int32_t bias, const int8_t* q_hi,
+                      const int8_t* q_lo, const float* d, const int32_t* sums, int64_t n,
+                      int64_t n_pad, float* lane_scale, int32_t* lane_init, float* lane_sums,
+                      int32_t* s4, int32_t* tmp) {
+  const int64_t nb = n / 32;
+  switch (layout) {
+    case Layout::kPacked16:
+      for (int64_t b = 0; b < n_pad / 32; ++b) {
+        lane_scale[b] = b < nb ? d[b] : 0.0f;
+        lane_init[b] = b < nb ? -bias * sums[b] : 0;
+      }
+      return;
+    case Layout::kQ8_0:
+      sum4_codes(k, q_hi, q_lo, n_pad, s4, tmp);
+      for (int64_t l = 0; l < n_pad / 4; ++l) lane_init[l] = -128 * s4[l];
+      for (int64_t b = 0; b < n_pad / 32; ++b)
+        for (int64_t i = 0; i < 8; ++i) lane_scale[8 * b + i] = b < nb ? d[b] : 0.0f;
+      return;
+    case Layout::kQ4_0:
+      sum4_codes(k, q_hi, q_lo, n_pad, s4, tmp);
+      for (int64_t g = 0; g < n_pad / 128; ++g)  // lane i of quad g: 4-code sums i and 16 + i
+        for (int64_t i = 0; i < 16; ++i) {
+          const int64_t b = 4 * g + i / 4;
+          lane_scale[16 * g + i] = b < nb ? d[b] : 0.0f;
+          lane_init[16 * g + i] = -8 * (s4[32 * g + i] + s4[32 * g + 16 + i]);
+        }
+      return;
+    case Layout::kQ4_G64: {
+      const int64_t ng = n / 64;
+      sum4_codes(k, q_hi, q_lo, n_pad, s4, tmp);
       for (int64_t p = 0; p < n_pad / 128; ++p)  // lane i of pair p: 4-code sums i and 16 + i
         for (int64_t i = 0; i < 16; ++i) {
           const int64_t g = 2 * p + i / 8;
@@ -393,8 +443,6 @@ void arrange_token(const IsaKernels& k, Layout layout, int32_t bias, const int8_
       return;
     }
     case Layout::kQ4_G128:
-      std::memcpy(q, nat, static_cast<size_t>(n));
-      return;
     case Layout::kFloat:
       return;
   }
@@ -423,8 +471,36 @@ void pack_rows(Format wf, const void* w, int64_t rows, int64_t n, void* out) {
              dst + rb * static_cast<size_t>(r));
 }
 
+const char* act_precision_name(ActPrecision p) {
+  return p == ActPrecision::kInt8 ? "int8" : "precise";
+}
+
+bool act_precision_from_name(const char* name, ActPrecision* out) {
+  std::string lower(name);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "precise") {
+    *out = ActPrecision::kPrecise;
+  } else if (lower == "int8") {
+    *out = ActPrecision::kInt8;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+ActPrecision default_act_precision() {
+  static const ActPrecision p = [] {
+    ActPrecision v = ActPrecision::kPrecise;
+    const char* env = std::getenv("SLMC_ACTS");
+    if (env != nullptr && *env != '\0')
+      SLMC_CHECK(act_precision_from_name(env, &v), "SLMC_ACTS=", env, ": expected precise or int8");
+    return v;
+  }();
+  return p;
+}
+
 void prepare_acts(Format wf, const float* x, int64_t T, int64_t n, Acts* out, Isa isa,
-                  WeightLayout weight_layout) {
+                  WeightLayout weight_layout, ActPrecision precision) {
   SLMC_CHECK(out != nullptr, "[kernels] prepare_acts: null output");
   SLMC_CHECK(T >= 0, "[kernels] prepare_acts: negative token count ", T);
   const codec::FormatInfo& info = codec::format_info(wf);
@@ -437,42 +513,62 @@ void prepare_acts(Format wf, const float* x, int64_t T, int64_t n, Acts* out, Is
   out->n = n;
   out->weight_format = wf;
   out->weight_layout = packed ? WeightLayout::kPacked : WeightLayout::kCodec;
+  out->precision = precision;
   if (layout == Layout::kFloat) {
     out->f32.resize(static_cast<size_t>(T * n));
     if (T > 0) std::memcpy(out->f32.data(), x, static_cast<size_t>(T * n) * sizeof(float));
     out->n_pad = n;
     out->block = 1;
     out->lane_width = 0;
+    out->q_stride = 0;
+    out->lo_offset = 0;
     return;
   }
   const LayoutGeometry geo = geometry(layout);
   const int64_t n_pad = round_up(n, geo.unit);
   const int64_t nbp = n_pad / geo.block;  // blocks per token, padding included
   const int64_t n_lanes = geo.lane_width ? n_pad / geo.lane_width : 0;
+  const bool two = precision == ActPrecision::kPrecise;
+  // The 256-byte skew of the precise planes: see Acts::q_stride.
+  const int64_t lo_offset = two ? n_pad + 256 : 0;
+  const int64_t q_stride = two ? 2 * n_pad + 512 : n_pad;
   out->n_pad = n_pad;
+  out->q_stride = q_stride;
+  out->lo_offset = lo_offset;
   out->block = geo.block;
   out->lane_width = geo.lane_width;
-  out->q8.resize(static_cast<size_t>(T * n_pad));
+  out->q8.resize(static_cast<size_t>(T * q_stride));
   out->scale.assign(static_cast<size_t>(T * nbp), 0.0f);
   out->block_sums.assign(static_cast<size_t>(T * nbp), 0.0f);
   out->lane_scale.resize(static_cast<size_t>(T * n_lanes));
   out->lane_init.resize(static_cast<size_t>(T * n_lanes));
   out->lane_sums.resize(static_cast<size_t>(T * n_lanes));
 
-  thread_local std::vector<int8_t> nat;
-  thread_local std::vector<int32_t> sums, s4;
-  nat.resize(static_cast<size_t>(n));
+  thread_local std::vector<int8_t> nat_hi, nat_lo;
+  thread_local std::vector<int32_t> sums, s4, tmp;
+  nat_hi.resize(static_cast<size_t>(n));
+  nat_lo.resize(two ? static_cast<size_t>(n) : 0);
   sums.resize(static_cast<size_t>(n / geo.block));
   s4.resize(static_cast<size_t>(n_pad / 4));
+  tmp.resize(static_cast<size_t>(n_pad / 4));
+  const int32_t bias = wf == Format::kQ8_0 ? 128 : 8;
   for (int64_t t = 0; t < T; ++t) {
     float* d = out->scale.data() + t * nbp;
-    k.quantize(x + t * n, n, geo.block, nat.data(), d, sums.data());
+    k.quantize(x + t * n, n, geo.block, nat_hi.data(), two ? nat_lo.data() : nullptr, d,
+               sums.data());
     float* bs = out->block_sums.data() + t * nbp;
     for (int64_t b = 0; b < n / geo.block; ++b) bs[b] = d[b] * static_cast<float>(sums[b]);
-    arrange_token(k, layout, wf == Format::kQ8_0 ? 128 : 8, nat.data(), d, sums.data(), n, n_pad,
-                  reinterpret_cast<int8_t*>(out->q8.data()) + t * n_pad,
-                  out->lane_scale.data() + t * n_lanes, out->lane_init.data() + t * n_lanes,
-                  out->lane_sums.data() + t * n_lanes, s4.data());
+    int8_t* q_hi = reinterpret_cast<int8_t*>(out->q8.data()) + t * q_stride;
+    int8_t* q_lo = two ? q_hi + lo_offset : nullptr;
+    place_codes(layout, nat_hi.data(), n, n_pad, q_hi);
+    if (two) {
+      place_codes(layout, nat_lo.data(), n, n_pad, q_lo);
+      std::memset(q_hi + n_pad, 0, static_cast<size_t>(lo_offset - n_pad));  // the skew gaps
+      std::memset(q_lo + n_pad, 0, static_cast<size_t>(q_stride - lo_offset - n_pad));
+    }
+    fill_lane_tables(k, layout, bias, q_hi, q_lo, d, sums.data(), n, n_pad,
+                     out->lane_scale.data() + t * n_lanes, out->lane_init.data() + t * n_lanes,
+                     out->lane_sums.data() + t * n_lanes, s4.data(), tmp.data());
   }
 }
 

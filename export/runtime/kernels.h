@@ -68,45 +68,76 @@ bool has_packed_layout(codec::Format wf);
 // Writes `rows` rows of n columns from codec layout `w` to `out` (same size; must not overlap).
 void pack_rows(codec::Format wf, const void* w, int64_t rows, int64_t n, void* out);
 
+// How integer weight formats see the activations. Both quantize each block of `block` values
+// with one fp32 scale from its largest magnitude (QuantizeFn in kernels_internal.h has the exact
+// rounding):
+//   kPrecise  ~16-bit codes c = 256 q_hi + q_lo held as two int8 planes, d_a = max|x| / 32512.
+//             The activation error (d_a / 2; up to d_a for ~0.4% of values) is 256x below
+//             int8's and far below any weight format's rounding, so the runtime computes what
+//             LibTorch computes on the same artifact (fp32 activations, dequantized weights)
+//             to well within the 0.1% perplexity that matters. Matrix x vector streams the same
+//             weight bytes as kInt8 at the same speed (it is memory-bound); prefill does twice
+//             the integer multiply-adds.
+//   kInt8     llama.cpp's q8_0 activations: one int8 code per value (error <= max|x| / 254 per
+//             block, as large as Q8_0's weight rounding, so it roughly doubles Q8_0's KL against
+//             fp32). About 2x faster prefill; opt in knowingly.
+enum class ActPrecision { kPrecise = 0, kInt8 = 1 };
+
+const char* act_precision_name(ActPrecision p);  // "precise", "int8"
+// Parses "precise", "int8" (case-insensitive); false for anything else.
+bool act_precision_from_name(const char* name, ActPrecision* out);
+// kPrecise, unless SLMC_ACTS=int8 asks for the fast int8 activations (read once).
+ActPrecision default_act_precision();
+
 // Activations for one matmul: T rows of n values, converted to what the weight format's dot
 // product consumes. Reused across calls (buffers only grow).
 //
-// Float weight formats get the fp32 values. Integer formats get the activations quantized to int8
-// once (one fp32 scale d_a = max|x| / 127 per `block` values, codes rounded half to even), laid
-// out in the order the weight format's SIMD dot product consumes them (kernels_internal.h), plus
-// per-lane tables so the kernels never shuffle activations. The layout is the same for every ISA,
-// so the scalar and SIMD paths see identical codes.
+// Float weight formats get the fp32 values. Integer formats get the activations quantized once
+// (one fp32 scale d_a per `block` values, see ActPrecision), laid out in the order the weight
+// format's SIMD dot product consumes them (kernels_internal.h), plus per-lane tables so the
+// kernels never shuffle activations. The layout is the same for every ISA, so the scalar and SIMD
+// paths see identical codes.
 struct Acts {
   int64_t T = 0;  // tokens (rows of X)
   int64_t n = 0;  // columns
   codec::Format weight_format = codec::Format::kF32;
   WeightLayout weight_layout = WeightLayout::kCodec;  // of the weights these acts will meet
+  ActPrecision precision = ActPrecision::kPrecise;    // integer formats only
   AlignedVector<float> f32;                           // (T, n), float weight formats only
-  // Integer formats only:
-  int64_t n_pad = 0;           // codes per token (n rounded up to the layout's unit)
+  // Integer formats only. A value's code c is q_hi (kInt8) or 256 * q_hi + q_lo (kPrecise), its
+  // value d_a * c; the tables below are in terms of c.
+  int64_t n_pad = 0;           // codes per token and plane (n rounded up to the layout's unit)
   int64_t block = 0;           // activation block: 32 (q8_0, q4_0), 64 (q4_g64), 128 (q4_g128)
   int64_t lane_width = 0;      // codes per int32 accumulator lane (4, 8; 32 for packed weights)
-  AlignedVector<uint8_t> q8;   // (T, n_pad) int8 codes
+  // Per token q_stride bytes of q8: the q_hi plane (n_pad codes) at 0 and, kPrecise, the q_lo
+  // plane at lo_offset. kPrecise skews the planes and tokens by 256 bytes (lo_offset = n_pad +
+  // 256, q_stride = 2 n_pad + 512): with power-of-two n_pad, the 16 activation streams of an
+  // 8-token tile would otherwise all map to the same L1 sets (12 ways) and evict each other.
+  int64_t q_stride = 0;
+  int64_t lo_offset = 0;       // 0 for kInt8 (one plane)
+  AlignedVector<uint8_t> q8;   // (T, q_stride) int8 codes, zero in padding and gaps
   AlignedVector<float> scale;  // (T, n_pad / block): d_a per block (0 in padding)
-  AlignedVector<float> block_sums;   // (T, n_pad / block): d_a * sum(q_a) per block
+  AlignedVector<float> block_sums;   // (T, n_pad / block): d_a * sum(c) per block
   AlignedVector<float> lane_scale;   // (T, n_pad / lane_width): d_a of the lane's block
-  AlignedVector<int32_t> lane_init;  // (T, n_pad / lane_width): -bias * sum of the lane's codes
-  AlignedVector<float> lane_sums;    // (T, n_pad / lane_width): d_a * sum of the lane's codes
+  AlignedVector<int32_t> lane_init;  // (T, n_pad / lane_width): -bias * sum of the lane's c
+  AlignedVector<float> lane_sums;    // (T, n_pad / lane_width): d_a * sum of the lane's c
 };
 
 // Prepares X (T x n, row-major fp32) for weights of format `wf` stored in `layout`. n must fit
-// wf's block size.
+// wf's block size. `precision` matters for integer formats only.
 void prepare_acts(codec::Format wf, const float* x, int64_t T, int64_t n, Acts* out, Isa isa,
-                  WeightLayout layout = WeightLayout::kCodec);
+                  WeightLayout layout = WeightLayout::kCodec,
+                  ActPrecision precision = ActPrecision::kPrecise);
 
 // Y[t * ldy + r] = dot(W row r, X row t) for rows r in [r0, r1) and all T tokens of `x`.
 // `w` points at row 0; rows are codec::row_bytes(wf, n) bytes apart, in the layout `x` was
 // prepared for (x.weight_layout): raw bytes carry no tag, so the caller keeps the two in step.
 // Integer formats compute the sum over blocks of d_w * d_a * (integer dot of the codes), so the
 // result differs from the fp32 dot by the activation quantization error (at most
-// sum |w| * d_a / 2 per block) plus fp32 accumulation rounding. Safe to call concurrently on
-// disjoint row ranges with the same `x`. Weights and `y` need no alignment; 64-byte-aligned
-// weight rows (as .slm stores them) stream fastest.
+// sum |w| * d_a per block, about half that for most values, d_a as in x.scale; see
+// ActPrecision) plus fp32 accumulation rounding. Safe to call concurrently on disjoint row ranges
+// with the same `x`. Weights and `y` need no alignment; 64-byte-aligned weight rows (as .slm
+// stores them) stream fastest.
 void gemm_rows(codec::Format wf, const void* w, const Acts& x, float* y, int64_t ldy, int64_t r0,
                int64_t r1, Isa isa);
 

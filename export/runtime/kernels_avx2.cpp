@@ -4,7 +4,9 @@
 // Integer formats use vpmaddubsw (unsigned x signed bytes -> int16 pairs) and vpmaddwd with ones
 // (-> int32 lanes of 4 products). vpmaddubsw saturates at 32767, so Q8_0 uses the sign trick
 // (|w| times sign(w) * a, at most 2 * 127 * 127) and the 4-bit formats sum at most 4 products of
-// 15 * 127 per int16 before widening.
+// 15 * 127 per int16 before widening. Activation codes are in [-127, 127] in both planes of
+// precise activations (kTwo), which take the same products with the q_hi and the q_lo codes and
+// widen them as 256 * (hi pairs) + (lo pairs) with vpmaddwd: exact in int32.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -52,6 +54,22 @@ inline int32_t hsum_i32(__m256i v) {
 }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// int32 lanes (4 codes each) from int16 pair sums: p_hi alone (int8 activations), or
+// 256 * p_hi + p_lo (precise): |256 * 2 * 32767| stays far below 2^31.
+template <bool kTwo>
+inline __m256i widen(__m256i p_hi, __m256i p_lo) {
+  if constexpr (!kTwo) return _mm256_madd_epi16(p_hi, _mm256_set1_epi16(1));
+  return _mm256_add_epi32(_mm256_madd_epi16(p_hi, _mm256_set1_epi16(256)),
+                          _mm256_madd_epi16(p_lo, _mm256_set1_epi16(1)));
+}
+
+// Runs gemm<K<true>> for precise activations (two code planes), gemm<K<false>> for int8 ones.
+template <template <bool> class K>
+void gemm_for(const GemmArgs& a) {
+  if (a.x.lo_offset != 0) return gemm<K<true>>(a);
+  gemm<K<false>>(a);
+}
 
 // ---- float formats: step = 8 values, the last partial step is done in scalar --------------
 
@@ -126,15 +144,16 @@ struct FloatK {
 
 // ---- Q8_0: step = 1 block (32 weights, 34 bytes) --------------------------------------------
 
+template <bool kTwo>
 struct Q8_0K {
   static constexpr int64_t kStep = 32;
   static constexpr int kRowsMv = 2, kRows = 2, kTokens = 4;
-  static constexpr int64_t kRowBlock = 128, kChunkSteps = 64;
+  static constexpr int64_t kRowBlock = 128, kChunkSteps = 64 / (kTwo ? 2 : 1);
 
   template <int R, int TT>
   static void tile(const GemmArgs& a, int64_t r, int64_t t, int64_t s0, int64_t s1, float* out) {
     const int64_t n_lanes = a.x.n_pad / 4;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t lo = a.x.lo_offset;
     const uint8_t* wr[R];
     SLMC_UNROLL
     for (int i = 0; i < R; ++i) wr[i] = a.w + static_cast<size_t>(r + i) * a.row_bytes;
@@ -142,7 +161,7 @@ struct Q8_0K {
     const float* xs[TT];
     SLMC_UNROLL
     for (int j = 0; j < TT; ++j) {
-      xq[j] = a.x.q8 + (t + j) * a.x.n_pad;
+      xq[j] = a.x.q8 + (t + j) * a.x.q_stride;
       xs[j] = a.x.lane_scale + (t + j) * n_lanes;
     }
     __m256 acc[R][TT];
@@ -163,11 +182,14 @@ struct Q8_0K {
       SLMC_UNROLL
       for (int j = 0; j < TT; ++j) {
         const __m256i xv = load256(xq[j] + 32 * s);
+        const __m256i xl = kTwo ? load256(xq[j] + lo + 32 * s) : xv;
         const __m256 sc = _mm256_loadu_ps(xs[j] + 8 * s);
         SLMC_UNROLL
         for (int i = 0; i < R; ++i) {
-          const __m256i p16 = _mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(xv, w[i]));
-          const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones)), sc);
+          const __m256i p_hi = _mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(xv, w[i]));
+          const __m256i p_lo =
+              kTwo ? _mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(xl, w[i])) : p_hi;
+          const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(widen<kTwo>(p_hi, p_lo)), sc);
           acc[i][j] = _mm256_fmadd_ps(f, dw[i], acc[i][j]);
         }
       }
@@ -180,16 +202,17 @@ struct Q8_0K {
 
 // ---- Q4_0: step = 2 blocks (64 weights, 36 bytes) -------------------------------------------
 
+template <bool kTwo>
 struct Q4_0K {
   static constexpr int64_t kStep = 64;
   static constexpr int kRowsMv = 2, kRows = 2, kTokens = 3;
-  static constexpr int64_t kRowBlock = 256, kChunkSteps = 64;
+  static constexpr int64_t kRowBlock = 256, kChunkSteps = 64 / (kTwo ? 2 : 1);
 
   template <int R, int TT>
   static void tile(const GemmArgs& a, int64_t r, int64_t t, int64_t s0, int64_t s1, float* out) {
     const int64_t nb = a.n / 32;
     const int64_t n_lanes = a.x.n_pad / 8;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t xlo = a.x.lo_offset;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i d_idx = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     const uint8_t* wr[R];
@@ -200,7 +223,7 @@ struct Q4_0K {
     const float* xs[TT];
     SLMC_UNROLL
     for (int j = 0; j < TT; ++j) {
-      xq[j] = a.x.q8 + (t + j) * a.x.n_pad;
+      xq[j] = a.x.q8 + (t + j) * a.x.q_stride;
       xi[j] = a.x.lane_init + (t + j) * n_lanes;
       xs[j] = a.x.lane_scale + (t + j) * n_lanes;
     }
@@ -233,13 +256,18 @@ struct Q4_0K {
       for (int j = 0; j < TT; ++j) {
         const __m256i xl = load256(xq[j] + off);
         const __m256i xh = load256(xq[j] + off + 64);
+        const __m256i xl2 = kTwo ? load256(xq[j] + xlo + off) : xl;
+        const __m256i xh2 = kTwo ? load256(xq[j] + xlo + off + 64) : xh;
         const __m256i init = load256(xi[j] + 8 * s);
         const __m256 sc = _mm256_loadu_ps(xs[j] + 8 * s);
         SLMC_UNROLL
         for (int i = 0; i < R; ++i) {
-          const __m256i p16 =
+          const __m256i p_hi =
               _mm256_add_epi16(_mm256_maddubs_epi16(lo[i], xl), _mm256_maddubs_epi16(hi[i], xh));
-          const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(p16, ones), init);
+          const __m256i p_lo = kTwo ? _mm256_add_epi16(_mm256_maddubs_epi16(lo[i], xl2),
+                                                       _mm256_maddubs_epi16(hi[i], xh2))
+                                    : p_hi;
+          const __m256i d = _mm256_add_epi32(widen<kTwo>(p_hi, p_lo), init);
           const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(d), sc);
           acc[i][j] = _mm256_fmadd_ps(f, dw[i], acc[i][j]);
         }
@@ -253,15 +281,16 @@ struct Q4_0K {
 
 // ---- Q4_G64: step = 1 group (64 weights, 36 bytes) ------------------------------------------
 
+template <bool kTwo>
 struct Q4G64K {
   static constexpr int64_t kStep = 64;
   static constexpr int kRowsMv = 2, kRows = 2, kTokens = 3;
-  static constexpr int64_t kRowBlock = 256, kChunkSteps = 64;
+  static constexpr int64_t kRowBlock = 256, kChunkSteps = 64 / (kTwo ? 2 : 1);
 
   template <int R, int TT>
   static void tile(const GemmArgs& a, int64_t r, int64_t t, int64_t s0, int64_t s1, float* out) {
     const int64_t n_lanes = a.x.n_pad / 8;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t xlo = a.x.lo_offset;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const uint8_t* wr[R];
     SLMC_UNROLL
@@ -271,7 +300,7 @@ struct Q4G64K {
     const float* xb[TT];
     SLMC_UNROLL
     for (int j = 0; j < TT; ++j) {
-      xq[j] = a.x.q8 + (t + j) * a.x.n_pad;
+      xq[j] = a.x.q8 + (t + j) * a.x.q_stride;
       xs[j] = a.x.lane_scale + (t + j) * n_lanes;
       xb[j] = a.x.lane_sums + (t + j) * n_lanes;
     }
@@ -299,13 +328,18 @@ struct Q4G64K {
       for (int j = 0; j < TT; ++j) {
         const __m256i xl = load256(xq[j] + off);
         const __m256i xh = load256(xq[j] + off + 64);
+        const __m256i xl2 = kTwo ? load256(xq[j] + xlo + off) : xl;
+        const __m256i xh2 = kTwo ? load256(xq[j] + xlo + off + 64) : xh;
         const __m256 sc = _mm256_loadu_ps(xs[j] + 8 * s);
         const __m256 bs = _mm256_loadu_ps(xb[j] + 8 * s);
         SLMC_UNROLL
         for (int i = 0; i < R; ++i) {
-          const __m256i p16 =
+          const __m256i p_hi =
               _mm256_add_epi16(_mm256_maddubs_epi16(lo[i], xl), _mm256_maddubs_epi16(hi[i], xh));
-          const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones)), sc);
+          const __m256i p_lo = kTwo ? _mm256_add_epi16(_mm256_maddubs_epi16(lo[i], xl2),
+                                                       _mm256_maddubs_epi16(hi[i], xh2))
+                                    : p_hi;
+          const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(widen<kTwo>(p_hi, p_lo)), sc);
           acc[i][j] = _mm256_fmadd_ps(f, dw[i], acc[i][j]);
           acc[i][j] = _mm256_fnmadd_ps(bs, dz[i], acc[i][j]);
         }
@@ -319,15 +353,16 @@ struct Q4G64K {
 
 // ---- Q4_G128: step = 1 group (128 weights, 68 bytes) ----------------------------------------
 
+template <bool kTwo>
 struct Q4G128K {
   static constexpr int64_t kStep = 128;
   static constexpr int kRowsMv = 2, kRows = 2, kTokens = 2;
-  static constexpr int64_t kRowBlock = 256, kChunkSteps = 32;
+  static constexpr int64_t kRowBlock = 256, kChunkSteps = 32 / (kTwo ? 2 : 1);
 
   template <int R, int TT>
   static void tile(const GemmArgs& a, int64_t r, int64_t t, int64_t s0, int64_t s1, float* out) {
     const int64_t ng_pad = a.x.n_pad / 128;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t xlo = a.x.lo_offset;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const uint8_t* wr[R];
     SLMC_UNROLL
@@ -337,7 +372,7 @@ struct Q4G128K {
     const float* xb[TT];
     SLMC_UNROLL
     for (int j = 0; j < TT; ++j) {
-      xq[j] = a.x.q8 + (t + j) * a.x.n_pad;
+      xq[j] = a.x.q8 + (t + j) * a.x.q_stride;
       xs[j] = a.x.scale + (t + j) * ng_pad;
       xb[j] = a.x.block_sums + (t + j) * ng_pad;
     }
@@ -364,16 +399,19 @@ struct Q4G128K {
       SLMC_UNROLL
       for (int j = 0; j < TT; ++j) {
         const int8_t* xg = xq[j] + 128 * s;
-        const __m256i x0 = load256(xg), x1 = load256(xg + 32), x2 = load256(xg + 64),
-                      x3 = load256(xg + 96);
         const float da = xs[j][s], bs = xb[j][s];
+        // 4 products of at most 15 * 127 per int16 lane pair sum: no saturation.
+        auto products = [&](const int8_t* x, int i) {
+          return _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(q[i][0], load256(x)),
+                                                   _mm256_maddubs_epi16(q[i][1], load256(x + 32))),
+                                  _mm256_add_epi16(_mm256_maddubs_epi16(q[i][2], load256(x + 64)),
+                                                   _mm256_maddubs_epi16(q[i][3], load256(x + 96))));
+        };
         SLMC_UNROLL
         for (int i = 0; i < R; ++i) {
-          const __m256i p16 = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(q[i][0], x0),
-                                                                _mm256_maddubs_epi16(q[i][1], x1)),
-                                               _mm256_add_epi16(_mm256_maddubs_epi16(q[i][2], x2),
-                                                                _mm256_maddubs_epi16(q[i][3], x3)));
-          const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+          const __m256i p_hi = products(xg, i);
+          const __m256i p_lo = kTwo ? products(xg + xlo, i) : p_hi;
+          const __m256 f = _mm256_cvtepi32_ps(widen<kTwo>(p_hi, p_lo));
           acc[i][j] = _mm256_fmadd_ps(f, _mm256_set1_ps(dw[i] * da), acc[i][j]);
           corr[i][j] += dz[i] * bs;
         }
@@ -387,11 +425,11 @@ struct Q4G128K {
 
 // ---- packed Q4_0 / Q8_0: step = a group of 16 blocks, done as two halves of 8 ----------------
 
-template <bool kNibbles>  // true: Q4_0, false: Q8_0
+template <bool kNibbles, bool kTwo>  // kNibbles: Q4_0, else Q8_0; kTwo: precise activations
 struct PackedK {
   static constexpr int64_t kStep = 512;
   static constexpr int kRowsMv = 1, kRows = 1, kTokens = 2;
-  static constexpr int64_t kRowBlock = 256, kChunkSteps = 8;
+  static constexpr int64_t kRowBlock = 256, kChunkSteps = 8 / (kTwo ? 2 : 1);
   static constexpr int64_t kBlockBytes = kNibbles ? 18 : 34;
   static constexpr int kChunks = kNibbles ? 4 : 8;
 
@@ -414,7 +452,7 @@ struct PackedK {
   static void tile(const GemmArgs& a, int64_t r, int64_t t, int64_t s0, int64_t s1, float* out) {
     const int64_t nb = a.n / 32;
     const int64_t n_lanes = a.x.n_pad / 32;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t lo = a.x.lo_offset;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     alignas(32) uint8_t pad[R][16 * kBlockBytes];
     const uint8_t* wr[R];
@@ -425,7 +463,7 @@ struct PackedK {
     const float* xs[TT];
     SLMC_UNROLL
     for (int j = 0; j < TT; ++j) {
-      xq[j] = a.x.q8 + (t + j) * a.x.n_pad;
+      xq[j] = a.x.q8 + (t + j) * a.x.q_stride;
       xi[j] = a.x.lane_init + (t + j) * n_lanes;
       xs[j] = a.x.lane_scale + (t + j) * n_lanes;
     }
@@ -464,17 +502,25 @@ struct PackedK {
             // which the sign trick here does not need.
             __m256i d = kNibbles ? load256(xi[j] + 16 * s + 8 * h) : _mm256_setzero_si256();
             if constexpr (kNibbles) {  // 8 products of at most 15 * 127 per int16: no overflow
-              __m256i p16 = _mm256_maddubs_epi16(q[0], load256(xg));
-              SLMC_UNROLL
-              for (int k = 1; k < 8; ++k)
-                p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(q[k], load256(xg + 64 * k)));
-              d = _mm256_add_epi32(d, _mm256_madd_epi16(p16, ones));
+              auto products = [&](const int8_t* x) {
+                __m256i p16 = _mm256_maddubs_epi16(q[0], load256(x));
+                SLMC_UNROLL
+                for (int k = 1; k < 8; ++k)
+                  p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(q[k], load256(x + 64 * k)));
+                return p16;
+              };
+              const __m256i p_hi = products(xg);
+              d = _mm256_add_epi32(d, widen<kTwo>(p_hi, kTwo ? products(xg + lo) : p_hi));
             } else {  // |w| * sign(w) a: 2 * 127 * 127 per int16, widened at once
               SLMC_UNROLL
               for (int k = 0; k < 8; ++k) {
-                const __m256i p16 = _mm256_maddubs_epi16(
-                    _mm256_sign_epi8(q[k], q[k]), _mm256_sign_epi8(load256(xg + 64 * k), q[k]));
-                d = _mm256_add_epi32(d, _mm256_madd_epi16(p16, ones));
+                const __m256i aw = _mm256_sign_epi8(q[k], q[k]);
+                const int8_t* xk = xg + 64 * k;
+                const __m256i p_hi = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(load256(xk), q[k]));
+                const __m256i p_lo =
+                    kTwo ? _mm256_maddubs_epi16(aw, _mm256_sign_epi8(load256(xk + lo), q[k]))
+                         : p_hi;
+                d = _mm256_add_epi32(d, widen<kTwo>(p_hi, p_lo));
               }
             }
             const __m256 sc = _mm256_loadu_ps(xs[j] + 16 * s + 8 * h);
@@ -491,7 +537,16 @@ struct PackedK {
 
 // ---- activation quantizer (bit-identical to the scalar one) ----------------------------------
 
-void quantize(const float* x, int64_t n, int64_t block, int8_t* q, float* d, int32_t* sums) {
+// Packs 32 int32 codes in [-127, 127] to bytes in element order.
+inline __m256i pack_codes(const __m256i (&c)[4]) {
+  // packs interleave 128-bit lanes; the permute restores element order.
+  const __m256i p16a = _mm256_packs_epi32(c[0], c[1]), p16b = _mm256_packs_epi32(c[2], c[3]);
+  return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
+                                     _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+void quantize(const float* x, int64_t n, int64_t block, int8_t* q, int8_t* q_lo, float* d,
+              int32_t* sums) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const __m256i lim = _mm256_set1_epi32(127), neg_lim = _mm256_set1_epi32(-127);
   for (int64_t b = 0; b < n / block; ++b, x += block, q += block) {
@@ -505,21 +560,29 @@ void quantize(const float* x, int64_t n, int64_t block, int8_t* q, float* d, int
     const __m256 id = _mm256_set1_ps(db != 0.0f ? 1.0f / db : 0.0f);
     __m256i s = _mm256_setzero_si256();
     for (int64_t j = 0; j < block; j += 32) {
-      __m256i c[4];
+      __m256i c[4], l[4];
       SLMC_UNROLL
       for (int k = 0; k < 4; ++k) {
-        c[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), id));
-        c[k] = _mm256_max_epi32(_mm256_min_epi32(c[k], lim), neg_lim);
-        s = _mm256_add_epi32(s, c[k]);
+        __m256 t = _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), id);
+        // t must be rounded to fp32 as in the scalar path: keep the compiler from fusing the
+        // multiply into the subtraction below (an FMA would skip that rounding).
+        __asm__("" : "+x"(t));
+        c[k] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(t), lim), neg_lim);
+        if (q_lo != nullptr) {
+          const __m256 r =
+              _mm256_mul_ps(_mm256_sub_ps(t, _mm256_cvtepi32_ps(c[k])), _mm256_set1_ps(256));
+          l[k] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(r), lim), neg_lim);
+          s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_slli_epi32(c[k], 8), l[k]));
+        } else {
+          s = _mm256_add_epi32(s, c[k]);
+        }
       }
-      // packs interleave 128-bit lanes; the permute restores element order.
-      const __m256i p16a = _mm256_packs_epi32(c[0], c[1]), p16b = _mm256_packs_epi32(c[2], c[3]);
-      const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b),
-                                                     _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + j), p8);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + j), pack_codes(c));
+      if (q_lo != nullptr) _mm256_storeu_si256(reinterpret_cast<__m256i*>(q_lo + j), pack_codes(l));
     }
-    d[b] = db;
+    d[b] = q_lo != nullptr ? db * (1.0f / 256.0f) : db;
     sums[b] = hsum_i32(s);
+    if (q_lo != nullptr) q_lo += block;
   }
 }
 
@@ -533,12 +596,16 @@ void sum4(const int8_t* q, int64_t n, int32_t* out) {
 void f32_gemm(const GemmArgs& a) { gemm<FloatK<0>>(a); }
 void f16_gemm(const GemmArgs& a) { gemm<FloatK<1>>(a); }
 void bf16_gemm(const GemmArgs& a) { gemm<FloatK<2>>(a); }
-void q8_0_gemm(const GemmArgs& a) { gemm<Q8_0K>(a); }
-void q4_0_gemm(const GemmArgs& a) { gemm<Q4_0K>(a); }
-void q4_g64_gemm(const GemmArgs& a) { gemm<Q4G64K>(a); }
-void q4_g128_gemm(const GemmArgs& a) { gemm<Q4G128K>(a); }
-void q8_0_packed_gemm(const GemmArgs& a) { gemm<PackedK<false>>(a); }
-void q4_0_packed_gemm(const GemmArgs& a) { gemm<PackedK<true>>(a); }
+void q8_0_gemm(const GemmArgs& a) { gemm_for<Q8_0K>(a); }
+void q4_0_gemm(const GemmArgs& a) { gemm_for<Q4_0K>(a); }
+void q4_g64_gemm(const GemmArgs& a) { gemm_for<Q4G64K>(a); }
+void q4_g128_gemm(const GemmArgs& a) { gemm_for<Q4G128K>(a); }
+template <bool kTwo>
+using PackedQ8 = PackedK<false, kTwo>;
+template <bool kTwo>
+using PackedQ4 = PackedK<true, kTwo>;
+void q8_0_packed_gemm(const GemmArgs& a) { gemm_for<PackedQ8>(a); }
+void q4_0_packed_gemm(const GemmArgs& a) { gemm_for<PackedQ4>(a); }
 
 // Constant-initialized: taking its address runs no AVX2 code.
 const IsaKernels kAvx2Kernels = {f32_gemm,         f16_gemm,    bf16_gemm,    q8_0_gemm,

@@ -10,7 +10,15 @@
 
 namespace slmc::runtime::internal {
 
-// Activation layouts (the int8 codes of Acts::q8, per token `n_pad` bytes, zero padded):
+// Activation codes: per token, one (int8 mode) or two (precise mode) planes of n_pad int8 codes,
+// each in the layout below (the q_lo plane lo_offset bytes after q_hi, tokens q_stride apart).
+// A value's code is c = q_hi (int8) or c = 256 * q_hi + q_lo (precise: q_lo is the rounded
+// residual of q_hi, see QuantizeFn), and its value is d_a * c. The kernels take the integer dot
+// product with each plane and combine them exactly in int32 as (dot_hi << 8) + dot_lo: both
+// planes are signed int8, so every u8 x s8 instruction (vpdpbusd, vpmaddubsw) and every weight
+// decoding serve the precise mode unchanged.
+//
+// Plane layouts (per plane `n_pad` bytes, zero padded):
 //   kQ8_0   natural order, blocks of 32, n_pad = n rounded up to 64.
 //           An accumulator lane covers 4 codes (one vpdpbusd lane).
 //   kQ4_0   "quads" of 4 blocks (128 weights). In quad g, byte 128g + 64h + 16b + j holds weight
@@ -29,9 +37,13 @@ namespace slmc::runtime::internal {
 //           (j - 4) nibbles of chunk j % 4 of packed Q4_0, and int32 lane i is block i.
 //           n_pad = n rounded up to 512. A lane is a whole block (lane_width 32).
 // Lane arrays (n_pad / lane_width entries per token) give the kernels what they need per int32
-// accumulator lane without shuffles: lane_scale = d_a of the lane's block, lane_init = -bias *
-// sum(codes of the lane) (bias 128 for Q8_0 with the xor-0x80 trick, 8 for Q4_0), lane_sums =
-// d_a * sum(codes of the lane) (zero-point term of the q4_g formats).
+// accumulator lane without shuffles, in terms of the combined codes c: lane_scale = d_a of the
+// lane's block, lane_init = -bias * sum(c of the lane) (bias 128 for Q8_0 with the xor-0x80
+// trick, 8 for Q4_0), lane_sums = d_a * sum(c of the lane) (zero-point term of the q4_g formats).
+//
+// int32 range of the precise mode, per lane and kernel step: |dot_hi| <= 32 * 255 * 127
+// (~1.04e6, a block of xor-biased Q8_0 codes), shifted: 2.7e8; |lane_init| <= 128 * 32 * 32639
+// (1.3e8); the sum stays below 2^31 with a margin of 5x.
 enum class Layout : int { kFloat = 0, kQ8_0, kQ4_0, kQ4_G64, kQ4_G128, kPacked16 };
 
 // Trivial aggregates (value-initialize them: `ActView v{}`), so that no constructor is ever
@@ -42,8 +54,10 @@ struct ActView {
   int64_t n_pad;            // codes per token in q8
   int64_t block;            // activation quantization block
   int64_t lane_width;       // codes per accumulator lane
+  int64_t q_stride;         // bytes per token in q8 (Acts::q_stride)
+  int64_t lo_offset;        // 0 (int8: one plane) or where the q_lo plane starts (Acts)
   const float* f32;         // (T, n) float weights only
-  const int8_t* q8;         // (T, n_pad)
+  const int8_t* q8;         // (T, q_stride): q_hi plane, then the q_lo plane if lo_offset
   const float* scale;       // (T, n_pad / block): d_a
   const float* block_sums;  // (T, n_pad / block): d_a * sum(q_a)
   const float* lane_scale;  // (T, n_pad / lane_width)
@@ -62,11 +76,19 @@ struct GemmArgs {
 };
 
 using GemmFn = void (*)(const GemmArgs&);
-// Quantizes `n` floats (a multiple of `block`) to int8 codes with one fp32 scale per block:
-// d = amax / 127, q = round-half-even(x / d), sums[b] = sum of the block's codes. Every ISA
-// gives the same bytes (same fp32 operations, same rounding).
-using QuantizeFn = void (*)(const float* x, int64_t n, int64_t block, int8_t* q, float* d,
-                            int32_t* sums);
+// Quantizes `n` floats (a multiple of `block`) with one fp32 scale per block. Per block:
+//   d1 = amax / 127, id = d1 != 0 ? 1 / d1 : 0, and per value t = x * id,
+//   q_hi = clamp(round-half-even(t), -127, 127).
+// q_lo == nullptr (int8): code c = q_hi, d[b] = d1.
+// Otherwise (precise): q_lo = clamp(round-half-even(256 * (t - q_hi)), -127, 127) (t - q_hi is
+//   exact in fp32 and at most 1/2 in magnitude), c = 256 * q_hi + q_lo and d[b] = d1 / 256:
+//   |x - d c| <= d (1/2 + 2^-8), against 128 d for the int8 codes. The clamp keeps both planes
+//   in [-127, 127] (the AVX2 sign trick cannot negate -128); it acts when t is within 1/512 of a
+//   half-integer (~0.4% of values), whose error grows to at most d (1 + 2^-8).
+// sums[b] = sum of the block's c. Every ISA gives the same bytes (same fp32 operations, same
+// rounding).
+using QuantizeFn = void (*)(const float* x, int64_t n, int64_t block, int8_t* q_hi, int8_t* q_lo,
+                            float* d, int32_t* sums);
 
 // out[i] = q[4i] + q[4i + 1] + q[4i + 2] + q[4i + 3] for i < n / 4 (n a multiple of 64).
 using Sum4Fn = void (*)(const int8_t* q, int64_t n, int32_t* out);

@@ -10,7 +10,8 @@
 // Matrix x vector (T = 1) runs K::kRowsMv rows at a time straight through the row. For T > 1 the
 // nest is: row block (kRowBlock rows, whose weights of one column chunk stay in L2) > column chunk
 // (kChunkSteps steps, whose activations for kTokens tokens stay in L1) > token tile > row tile.
-// Partial sums of later chunks are added to y.
+// Partial sums of later chunks are added to y. Kernels for precise activations (two code planes,
+// K<true>) halve kChunkSteps, so a chunk's activation bytes stay those of the int8 mode.
 #pragma once
 
 #include <cstdint>

@@ -178,8 +178,8 @@ uint64_t Model::bytes_per_token() const {
 
 // ---- Session -----------------------------------------------------------------------------------
 
-Session::Session(const Model& model, ThreadPool& pool, int64_t max_ctx, Isa isa)
-    : m_(model), pool_(pool), isa_(isa), max_ctx_(max_ctx) {
+Session::Session(const Model& model, ThreadPool& pool, int64_t max_ctx, Isa isa, ActPrecision acts)
+    : m_(model), pool_(pool), isa_(isa), act_precision_(acts), max_ctx_(max_ctx) {
   const ModelSpec& s = m_.spec();
   SLMC_CHECK(max_ctx > 0 && max_ctx <= s.max_seq, "runtime: context ", max_ctx,
              " must be in [1, max_seq ", s.max_seq, "]");
@@ -193,7 +193,7 @@ void Session::prepare(const Matrix& w, const float* x, int64_t n, bool same_inpu
   if (same_input && acts_.weight_format == w.format && acts_.weight_layout == w.layout &&
       acts_.T == n && acts_.n == w.cols)
     return;
-  prepare_acts(w.format, x, n, w.cols, &acts_, isa_, w.layout);
+  prepare_acts(w.format, x, n, w.cols, &acts_, isa_, w.layout, act_precision_);
 }
 
 void Session::matmul(const Matrix& w, float* y, int64_t ldy) {

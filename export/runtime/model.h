@@ -73,7 +73,10 @@ class Model {
 class Session {
  public:
   // `max_ctx` positions of KV cache (<= spec.max_seq). The pool is shared, not owned.
-  Session(const Model& model, ThreadPool& pool, int64_t max_ctx, Isa isa = best_isa());
+  // `acts`: how the integer weight formats see activations (kernels.h); the default, precise
+  // unless SLMC_ACTS=int8, makes the runtime match LibTorch on the same artifact.
+  Session(const Model& model, ThreadPool& pool, int64_t max_ctx, Isa isa = best_isa(),
+          ActPrecision acts = default_act_precision());
 
   // Runs `n` tokens at positions pos()..pos()+n-1 and advances pos(). Writes logits for every
   // token ((n, vocab) row-major) when `all_logits`, else only the last token's (vocab).
@@ -93,6 +96,7 @@ class Session {
   const Model& m_;
   ThreadPool& pool_;
   Isa isa_;
+  ActPrecision act_precision_;
   int64_t max_ctx_, pos_ = 0;
   // Per layer: (max_ctx, n_kv_head * head_dim) keys and values, on 2 MiB pages.
   std::vector<HugeBuffer> k_cache_, v_cache_;

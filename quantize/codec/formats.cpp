@@ -206,4 +206,145 @@ std::vector<uint8_t> quantize_ref(Format f, const float* x, int64_t rows, int64_
   return out;
 }
 
+std::vector<float> dequantize_ref(Format f, const uint8_t* bytes, int64_t rows, int64_t cols) {
+  const size_t rb = row_bytes(f, cols);
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    dequantize_row_ref(f, bytes + static_cast<size_t>(r) * rb, cols, out.data() + r * cols);
+  return out;
+}
+
+int Grid::code(float x) const {
+  if (d == 0.0f) return std::max(qmin, std::min(qmax, static_cast<int>(std::lround(z))));
+  const float q = std::nearbyint(x / d + z);
+  if (!(q >= static_cast<float>(qmin))) return qmin;  // also NaN
+  if (q > static_cast<float>(qmax)) return qmax;
+  return static_cast<int>(q);
+}
+
+bool has_grid(Format f) {
+  return f == Format::kQ8_0 || f == Format::kQ4_0 || f == Format::kQ4_G64 || f == Format::kQ4_G128;
+}
+
+Grid choose_grid(Format f, const float* x, float scale) {
+  const int n = format_info(f).block_size;
+  Grid g;
+  switch (f) {
+    case Format::kQ8_0: {
+      float amax = 0;
+      for (int j = 0; j < n; ++j) amax = std::max(amax, std::fabs(x[j]));
+      g.d = f16_to_f32(f32_to_f16(amax * scale / 127.0f));
+      g.qmin = -127;
+      g.qmax = 127;
+      return g;
+    }
+    case Format::kQ4_0: {
+      float amax = 0, max = 0;
+      for (int j = 0; j < n; ++j)
+        if (amax < std::fabs(x[j])) {
+          amax = std::fabs(x[j]);
+          max = x[j];
+        }
+      g.d = f16_to_f32(f32_to_f16(max * scale / -8.0f));
+      g.z = 8;
+      g.qmin = 0;
+      g.qmax = 15;
+      return g;
+    }
+    case Format::kQ4_G64:
+    case Format::kQ4_G128: {
+      float lo = 0, hi = 0;  // zero stays representable
+      for (int j = 0; j < n; ++j) {
+        lo = std::min(lo, x[j]);
+        hi = std::max(hi, x[j]);
+      }
+      lo *= scale;
+      hi *= scale;
+      g.d = f16_to_f32(f32_to_f16((hi - lo) / 15.0f));
+      g.z = g.d != 0.0f ? std::min(15.0f, std::max(0.0f, std::roundf(-lo / g.d))) : 0.0f;
+      g.qmin = 0;
+      g.qmax = 15;
+      return g;
+    }
+    default:
+      fail("format ", format_info(f).name, " has no integer grid");
+  }
+}
+
+void pack_row(Format f, const int* codes, const Grid* grids, int64_t n, void* out) {
+  const int bs = format_info(f).block_size;
+  const int64_t nb = static_cast<int64_t>(row_bytes(f, n)) / format_info(f).block_bytes;
+  auto check = [&](int64_t i, const Grid& g) {
+    SLMC_CHECK(codes[i] >= g.qmin && codes[i] <= g.qmax, "pack_row: code ", codes[i],
+               " of weight ", i, " outside [", g.qmin, ", ", g.qmax, "]");
+  };
+  switch (f) {
+    case Format::kQ8_0: {
+      auto* y = static_cast<BlockQ8_0*>(out);
+      for (int64_t b = 0; b < nb; ++b) {
+        y[b].d = f32_to_f16(grids[b].d);
+        for (int j = 0; j < 32; ++j) {
+          check(b * 32 + j, grids[b]);
+          y[b].qs[j] = static_cast<int8_t>(codes[b * 32 + j]);
+        }
+      }
+      return;
+    }
+    case Format::kQ4_0: {
+      auto* y = static_cast<BlockQ4_0*>(out);
+      for (int64_t b = 0; b < nb; ++b) {
+        SLMC_CHECK(grids[b].z == 8.0f, "pack_row: q4_0 needs zero point 8");
+        y[b].d = f32_to_f16(grids[b].d);
+        for (int j = 0; j < 16; ++j) {
+          check(b * 32 + j, grids[b]);
+          check(b * 32 + j + 16, grids[b]);
+          y[b].qs[j] = static_cast<uint8_t>(codes[b * 32 + j] | (codes[b * 32 + j + 16] << 4));
+        }
+      }
+      return;
+    }
+    case Format::kQ4_G64:
+    case Format::kQ4_G128: {
+      const int half = bs / 2;
+      uint8_t* base = static_cast<uint8_t*>(out);
+      const int bb = format_info(f).block_bytes;
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* blk = base + b * bb;
+        const uint16_t d = f32_to_f16(grids[b].d), z = f32_to_f16(grids[b].z);
+        std::memcpy(blk, &d, 2);
+        std::memcpy(blk + 2, &z, 2);
+        for (int j = 0; j < half; ++j) {
+          check(b * bs + j, grids[b]);
+          check(b * bs + j + half, grids[b]);
+          blk[4 + j] = static_cast<uint8_t>(codes[b * bs + j] | (codes[b * bs + j + half] << 4));
+        }
+      }
+      return;
+    }
+    default:
+      fail("format ", format_info(f).name, " has no integer grid");
+  }
+}
+
+Distortion measure_distortion(const float* w, const float* q, int64_t n) {
+  Distortion r;
+  r.n = n;
+  double num = 0, den = 0;
+  int64_t nonzero = 0, zeroed = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = static_cast<double>(w[i]) - q[i];
+    num += e * e;
+    den += static_cast<double>(w[i]) * w[i];
+    r.max_abs = std::max(r.max_abs, std::fabs(e));
+    if (w[i] != 0.0f) {
+      ++nonzero;
+      if (q[i] == 0.0f) ++zeroed;
+    }
+  }
+  r.rel_l2 = den > 0 ? std::sqrt(num / den) : 0.0;
+  r.zero_frac = nonzero ? static_cast<double>(zeroed) / static_cast<double>(nonzero) : 0.0;
+  r.snr_db = den > 0 ? (num > 0 ? 10.0 * std::log10(den / num) : INFINITY) : 0.0;
+  return r;
+}
+
 }  // namespace slmc::codec

@@ -79,5 +79,51 @@ void dequantize_row_ref(Format f, const void* in, int64_t n, float* y);
 
 // Whole 2-D tensor (rows x cols) into a new byte buffer.
 std::vector<uint8_t> quantize_ref(Format f, const float* x, int64_t rows, int64_t cols);
+// Whole 2-D tensor back to fp32 (rows x cols values).
+std::vector<float> dequantize_ref(Format f, const uint8_t* bytes, int64_t rows, int64_t cols);
+
+// ---- Grids: one weight at a time, for methods that choose codes themselves (GPTQ, AWQ) ----
+//
+// A block's grid: x ~= d * (q - z), with an integer code q in [qmin, qmax]. d and z are exactly
+// what the stored block will hold (fp16-rounded), so values computed from a grid are exactly what
+// the runtime dequantizes.
+struct Grid {
+  float d = 0;
+  float z = 0;
+  int qmin = 0;
+  int qmax = 0;
+  int code(float x) const;      // clamp(round(x / d + z), qmin, qmax); qmin..qmax midpoint if d == 0
+  float value(int q) const { return d * (static_cast<float>(q) - z); }
+  float round(float x) const { return value(code(x)); }  // x snapped onto the grid
+};
+
+// Whether `f` is a block format with integer codes (q8_0, q4_0, q4_g64, q4_g128).
+bool has_grid(Format f);
+// The grid round-to-nearest picks for one block of block_size weights: q8_0 max|x|/127, q4_0 the
+// value of largest magnitude / -8 (ggml), q4_g* min/max with an integral zero point. `scale`
+// shrinks the range (clipping search: 1 = the full range). Throws for formats without a grid.
+Grid choose_grid(Format f, const float* x, float scale = 1.0f);
+// Packs one row of n weights: codes[i] for every weight (in the grid's range) and grids[b] for
+// every block. quantize_row_ref(x) == pack_row(codes of choose_grid, ...) up to ggml's rounding.
+void pack_row(Format f, const int* codes, const Grid* grids, int64_t n, void* out);
+
+// ---- Quantized tensors and distortion ----
+
+// A tensor in a codec format: what a pass produced and an exporter writes byte for byte.
+struct QTensor {
+  Format format = Format::kF32;
+  std::vector<int64_t> shape;  // (rows, cols) for matrices; rows of cols weights
+  std::vector<uint8_t> bytes;  // rows * row_bytes(format, cols)
+};
+
+// Distortion of `q` against the original `w` (STYLE 6): every lossy pass reports it per tensor.
+struct Distortion {
+  int64_t n = 0;
+  double rel_l2 = 0;     // ||w - q||_2 / ||w||_2 (0 if w is all zero)
+  double max_abs = 0;    // max |w - q|
+  double zero_frac = 0;  // share of weights with w != 0 whose stored value is exactly 0
+  double snr_db = 0;     // 10 log10(||w||^2 / ||w - q||^2); 0 if w is zero, inf if exact
+};
+Distortion measure_distortion(const float* w, const float* q, int64_t n);
 
 }  // namespace slmc::codec

@@ -47,12 +47,14 @@ class Stories : public ::testing::Test {
   }
   static std::string path(const std::string& type) { return (*dir_ / (type + ".slm")).string(); }
 
-  // Logits of the sample text, windows of 512, from the runtime on `slm`.
+  // Logits of the sample text, windows of 512, from the runtime on `slm`. The activation
+  // precision is explicit so that SLMC_ACTS in the environment cannot change what is tested.
   static EvalResult runtime_eval(const std::string& slm, const std::vector<Window>& windows,
-                                 int threads, const EvalOptions& eo) {
+                                 int threads, const EvalOptions& eo,
+                                 runtime::ActPrecision acts = runtime::ActPrecision::kPrecise) {
     runtime::Model m(slm);
     runtime::ThreadPool pool(threads);
-    runtime::Session s(m, pool, 512);
+    runtime::Session s(m, pool, 512, runtime::best_isa(), acts);
     std::vector<float> logits;
     return evaluate(
         [&](const std::vector<Window>& ws, const LogitsSink& sink) {
@@ -138,15 +140,15 @@ TEST_F(Stories, F32GreedyMatchesLlama2c) {
 
 // Q8_0 of stories260K against f32 on the TinyStories sample (1882 tokens).
 // - The artifact itself (LibTorch on the dequantized weights): KL <= 0.001, the issue's bar.
-// - The runtime adds int8 activation rounding (Q8_0 x Q8_0 integer dots, as llama.cpp does),
-//   which roughly doubles the KL: 0.00106 measured, so kRuntimeKl is 0.0012, not 0.001.
+// - The runtime with its default (precise) activations computes what LibTorch computes, so it
+//   meets the same bar (0.00053 measured, as LibTorch). int8 activations (ActPrecision::kInt8,
+//   llama.cpp's q8_0 activations) add rounding as large as Q8_0's own and double the KL (0.00105
+//   measured): that mode stays available for speed, and is checked to be live and worse.
 // - Top-1: even weight-only RTN Q8_0 agrees on 98.8% here (no tensor group is responsible:
 //   leaving any one group unquantized moves it by < 0.3 points; the disagreements are near-ties),
-//   so the issue's 99% is out of reach for round-to-nearest on this sample. The runtime's int8
-//   activations cost another ~0.3 points, and which near-ties flip moves with fp32 rounding
-//   order (98.5-98.6% seen), so kTop1 is 0.98: a regression guard, not the issue's bar.
+//   so the issue's 99% is out of reach for round-to-nearest on this sample; which near-ties flip
+//   moves with fp32 rounding order, so kTop1 is 0.98: a regression guard, not the issue's bar.
 constexpr double kArtifactKl = 0.001;
-constexpr double kRuntimeKl = 0.0012;
 constexpr double kTop1 = 0.98;
 
 TEST_F(Stories, Q8_0CloseToF32) {
@@ -158,32 +160,43 @@ TEST_F(Stories, Q8_0CloseToF32) {
   EvalOptions cmp;
   cmp.ref_logits = ref;
   const EvalResult q8 = runtime_eval(path("q8_0"), windows, 2, cmp);
+  const EvalResult q8i = runtime_eval(path("q8_0"), windows, 2, cmp, runtime::ActPrecision::kInt8);
   const EvalResult q4 = runtime_eval(path("q4_0"), windows, 2, cmp);
   const LoadedModel art = load_model(path("q8_0"));
   Transformer torch_q8(art.spec, art.tensors);
   const EvalResult t8 = evaluate(torch_q8, windows, cmp);
-  std::printf("stories260K nll: f32 %.4f; q8_0 runtime %.4f (KL %.5f, top-1 %.2f%%), LibTorch %.4f "
-              "(KL %.5f, top-1 %.2f%%); q4_0 runtime %.4f (KL %.4f, top-1 %.2f%%)\n",
-              f.nll, q8.nll, q8.kl_mean, 100 * q8.top1, t8.nll, t8.kl_mean, 100 * t8.top1, q4.nll,
-              q4.kl_mean, 100 * q4.top1);
+  std::printf("stories260K nll: f32 %.4f; q8_0 runtime %.4f (KL %.5f, top-1 %.2f%%), runtime int8 "
+              "acts %.4f (KL %.5f, top-1 %.2f%%), LibTorch %.4f (KL %.5f, top-1 %.2f%%); q4_0 "
+              "runtime %.4f (KL %.4f, top-1 %.2f%%)\n",
+              f.nll, q8.nll, q8.kl_mean, 100 * q8.top1, q8i.nll, q8i.kl_mean, 100 * q8i.top1,
+              t8.nll, t8.kl_mean, 100 * t8.top1, q4.nll, q4.kl_mean, 100 * q4.top1);
   EXPECT_LE(t8.kl_mean, kArtifactKl);
-  EXPECT_LE(q8.kl_mean, kRuntimeKl);
+  EXPECT_LE(q8.kl_mean, kArtifactKl);
   EXPECT_GE(q8.top1, kTop1);
   EXPECT_GE(t8.top1, kTop1);
+  // The runtime's own rounding is negligible next to the weights': its KL is LibTorch's to 5%.
+  EXPECT_NEAR(q8.kl_mean, t8.kl_mean, 0.05 * t8.kl_mean);
+  // int8 activations cost visibly more (x2 measured): the precision switch does something.
+  EXPECT_GT(q8i.kl_mean, 1.5 * q8.kl_mean);
   EXPECT_GT(q4.kl_mean, 10 * q8.kl_mean);  // 4 bits cost far more than 8: the metric is live
 }
 
 // The runtime and LibTorch agree on the quantized artifact itself (LibTorch reads the .slm
-// dequantized): the same bytes. They differ only by the runtime's int8 activation rounding,
-// 0.15-0.21% of perplexity on this 64-wide model (the issue asks for 0.1%: not met here).
-TEST_F(Stories, Q8_0RuntimeAgreesWithLibTorchOnSameArtifact) {
-  constexpr double kPplRatioTol = 0.003;
+// dequantized: the same bytes), to the issue's 0.1% of perplexity. With int8 activations they
+// differed by 0.21% (Q8_0); precise activations leave only fp32 summation order and the 256x
+// smaller activation rounding. Q4_0 too: its weights are coarser, the activations are not.
+TEST_F(Stories, QuantizedRuntimeAgreesWithLibTorchOnSameArtifact) {
+  constexpr double kPplRatioTol = 0.001;
   const auto windows = sample_windows();
-  const LoadedModel q = load_model(path("q8_0"));
-  Transformer model(q.spec, q.tensors);
-  const EvalResult t = evaluate(model, windows, EvalOptions{});
-  const EvalResult r = runtime_eval(path("q8_0"), windows, 2, EvalOptions{});
-  EXPECT_NEAR(r.ppl / t.ppl, 1.0, kPplRatioTol) << r.ppl << " vs " << t.ppl;
+  for (const char* type : {"q8_0", "q4_0"}) {
+    const LoadedModel q = load_model(path(type));
+    Transformer model(q.spec, q.tensors);
+    const EvalResult t = evaluate(model, windows, EvalOptions{});
+    const EvalResult r = runtime_eval(path(type), windows, 2, EvalOptions{});
+    std::printf("%s perplexity: runtime %.5f, LibTorch %.5f (ratio - 1 = %.2e)\n", type, r.ppl,
+                t.ppl, r.ppl / t.ppl - 1);
+    EXPECT_NEAR(r.ppl / t.ppl, 1.0, kPplRatioTol) << type << ": " << r.ppl << " vs " << t.ppl;
+  }
   // The f32 artifact has no activation rounding: the two backends agree to 1e-5.
   const LoadedModel f = load_model(path("f32"));
   Transformer fm(f.spec, f.tensors);

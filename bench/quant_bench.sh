@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Quantization accuracy at equal size (issue "Quantization that beats round-to-nearest"), measured
+# with the runtime against the unquantized model, on two models:
+#   - stories260K (../shared/data), calibrated on the project's synthetic stories, evaluated on the
+#     TinyStories sample;
+#   - the 5.2M-parameter byte-level model bench/train_wikitext5m.sh trains on the first 90% of
+#     WikiText-2 (test split), calibrated on that 90%, evaluated on the last 10%.
+# Usage: bench/quant_bench.sh [build-dir] [wikitext-model-dir]   (trains the model if missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${1:-build}
+WT=${2:-$B/wikitext5m}
+S="$B/compress/cli/slmc"
+[ -x "$S" ] || bash scripts/build.sh
+D=../shared/data
+out="$B/quant_bench"
+mkdir -p "$out"
+[ -f "$WT/model/config.json" ] || bench/train_wikitext5m.sh "$S" "$WT"
+"$S" -q data synth --stories 4000 --seed 11 -o "$out/synth.txt"
+
+get() { sed -n "s/.*\"$1\": \([0-9.e+-]*\).*/\1/p" "$2" | head -1; }
+
+# bench NAME MODEL CALIB EVAL EVAL_CTX SAMPLES SEQ ARGS...
+bench() {
+  local name=$1 model=$2 calib=$3 eval=$4 ctx=$5 samples=$6 seq=$7
+  shift 7
+  "$S" -q quantize --model "$model" --calib "$calib" --samples "$samples" --seq-len "$seq" \
+    --eval "$eval" --eval-ctx "$ctx" --json -o "$out/$name.slm" "$@" > "$out/$name.json"
+  printf '| %-22s | %10s | %6.3f | %8.4f | %9.6f | %6.2f%% | %8.4f | %6.1f |\n' "$name" \
+    "$(get table_bytes "$out/$name.json")" "$(get table_bpw "$out/$name.json")" \
+    "$(get table_ppl "$out/$name.json")" "$(get table_kl "$out/$name.json")" \
+    "$(awk -v t="$(get table_top1 "$out/$name.json")" 'BEGIN{print 100*t}')" \
+    "$(get table_ppl_torch "$out/$name.json")" "$(get seconds_total "$out/$name.json")"
+}
+
+header() {
+  echo
+  echo "### $1"
+  echo
+  echo "| run                    | bytes      | bpw    | ppl (rt) | KL        | top-1   | ppl (torch) | s |"
+  echo "|---|---|---|---|---|---|---|---|"
+}
+
+# stories260K: ffn_down has 172 columns, which no block format holds: it stays f32 in every row.
+M1=$D/models/stories260K/stories260K.bin
+E1=$D/text/tinystories_sample.txt
+C="$M1 $out/synth.txt $E1 512 128 256"
+header "stories260K ($(basename "$E1"), ffn_down kept f32 in every row, head = tied embedding)"
+bench s_f16_ref       $C --format f16 --ignore ffn_down
+bench s_q8_0_rtn      $C --method rtn --bits 8 --ignore ffn_down
+bench s_q8_0_gptq     $C --method gptq --bits 8 --ignore ffn_down
+bench s_q4_0_rtn      $C --method rtn --format q4_0 --head-format q4_0 --ignore ffn_down
+bench s_q4_0_gptq     $C --method gptq --format q4_0 --head-format q4_0 --ignore ffn_down
+bench s_q4_0_awq      $C --method awq --format q4_0 --head-format q4_0 --ignore ffn_down
+bench s_q4_g64_gptq   $C --method gptq --format q4_g64 --head-format q4_g64 --ignore ffn_down
+bench s_q4_0h8_gptq   $C --method gptq --bits 4 --ignore ffn_down
+bench s_mix4.5_gptq   $C --method gptq --target-bpw 4.5 --ignore ffn_down
+bench s_mix4.5_rtn    $C --method rtn --target-bpw 4.5 --ignore ffn_down
+
+M2=$WT/model
+C="$M2 $WT/train.txt $WT/eval.txt 256 128 256"
+header "wikitext5m ($(basename "$WT")/eval.txt, last 10% of WikiText-2 test, byte-level)"
+bench w_q8_0_rtn      $C --method rtn --bits 8
+bench w_q8_0_gptq     $C --method gptq --bits 8
+bench w_q4_0_rtn      $C --method rtn --format q4_0 --head-format q4_0
+bench w_q4_0_gptq     $C --method gptq --format q4_0 --head-format q4_0
+bench w_q4_0_awq      $C --method awq --format q4_0 --head-format q4_0
+bench w_q4_g64_rtn    $C --method rtn --format q4_g64 --head-format q4_g64
+bench w_q4_g64_gptq   $C --method gptq --format q4_g64 --head-format q4_g64
+bench w_q4_0h8_gptq   $C --method gptq --bits 4
+bench w_mix4.5_gptq   $C --method gptq --target-bpw 4.5
+bench w_mix4.5_rtn    $C --method rtn --target-bpw 4.5

@@ -1,0 +1,52 @@
+// GPTQ (Frantar et al. 2022, IST-DASLab/gptq `fasterquant`): quantizes a weight matrix one column
+// at a time and spreads each column's rounding error over the columns not yet quantized, using
+// the inverse Hessian of the layer's calibration inputs. Lazy block updates, Cholesky of the
+// damped inverse, and act-order (columns by decreasing diag(H)) with static groups, so the result
+// is stored in the codec's contiguous block formats (q8_0, q4_0, q4_g64, q4_g128).
+#pragma once
+
+#include <torch/types.h>
+
+#include "quantize/codec/formats.h"
+#include "quantize/quant_common.h"
+
+namespace slmc::quant {
+
+struct GptqOptions {
+  double damp = 0.01;        // fraction of mean(diag H) added to the diagonal (percdamp)
+  bool act_order = true;     // quantize columns in decreasing diag(H) order
+  // Grids are chosen from the original weights before any update, block by block (GPTQ's
+  // static_groups). Required with act_order (blocks are contiguous in the stored format); when
+  // false (and act_order false), a block's grid is chosen from the updated weights when the
+  // sweep reaches its first column, as in the reference. "Updated" means by every column
+  // quantized so far, including those of the current lazy batch (the reference reads weights
+  // that lack the current batch's updates when a format block starts inside a batch, e.g. q4_0
+  // with block_size 128), so the result does not depend on block_size.
+  bool static_groups = true;
+  int64_t block_size = 128;  // columns per lazy batch update
+
+  template <class V>
+  void visit(V& v) {
+    v("damp", damp, "GPTQ: dampening, share of mean diag(H) added to the diagonal");
+    v("act_order", act_order, "GPTQ: quantize columns by decreasing activation energy");
+    v("static_groups", static_groups, "GPTQ: choose every group's grid before the updates");
+    v("block_size", block_size, "GPTQ: columns per lazy batch update");
+  }
+  void validate() const;  // throws slmc::Error naming the bad key and value
+};
+
+// W: (rows, cols) fp32 weights. H: (cols, cols) sum over calibration tokens of x x^T (any
+// positive scale; not modified). Columns whose diag(H) is 0 (inputs never active) keep their
+// weights and are rounded to nearest (the reference zeroes them; we do not, so such inputs still
+// work after quantization). Throws slmc::Error if W or H is not finite, H is not (cols, cols),
+// cols does not fit `f`, or the damped H is not positive definite even after raising the
+// dampening tenfold twice.
+//
+// H is factored in float64; the inverse factor the sweep uses is formed and applied in fp32, like
+// the reference's whole computation. Formats without an integer grid (f32, f16, bf16) fall back
+// to rtn_quantize(W, f, H) after the same input checks: there are no codes to choose, and their
+// rounding error (2^-9 relative at most) is too small for propagation to matter. Codes are chosen with Grid::code, so `dequant` holds exactly the values the sweep used.
+QuantResult gptq_quantize(const torch::Tensor& W, const torch::Tensor& H, codec::Format f,
+                          const GptqOptions& o = {});
+
+}  // namespace slmc::quant

@@ -1,0 +1,96 @@
+#include "quantize/quant_common.h"
+
+#include <torch/torch.h>
+
+#include "compress/core/error.h"
+
+namespace slmc::quant {
+
+namespace {
+
+torch::Tensor contiguous_f32(const torch::Tensor& t) {
+  return t.to(torch::kFloat32).contiguous();
+}
+
+codec::Distortion distortion(const torch::Tensor& W, const torch::Tensor& Q) {
+  const torch::Tensor w = contiguous_f32(W), q = contiguous_f32(Q);
+  return codec::measure_distortion(w.data_ptr<float>(), q.data_ptr<float>(), w.numel());
+}
+
+}  // namespace
+
+double rel_output_error(const torch::Tensor& W, const torch::Tensor& Q, const torch::Tensor& H) {
+  // float32 products (float64 BLAS is several times slower and this is a report figure), summed
+  // in float64.
+  const torch::Tensor w = W.to(torch::kFloat32), h = H.to(torch::kFloat32);
+  const torch::Tensor e = w - Q.to(torch::kFloat32);
+  const double num = (e.matmul(h) * e).sum(torch::kFloat64).item<double>();
+  const double den = (w.matmul(h) * w).sum(torch::kFloat64).item<double>();
+  return den > 0 ? num / den : 0.0;
+}
+
+QuantResult rtn_quantize(const torch::Tensor& W, codec::Format f, const torch::Tensor& H,
+                         const torch::Tensor& clip) {
+  SLMC_CHECK(W.dim() == 2, "rtn_quantize: weights must be 2-D, got ", W.dim(), "-D");
+  const torch::Tensor w = contiguous_f32(W);
+  const int64_t rows = w.size(0), cols = w.size(1);
+  QuantResult r;
+  r.packed.format = f;
+  r.packed.shape = {rows, cols};
+  if (clip.defined()) {
+    SLMC_CHECK(codec::has_grid(f), "rtn_quantize: clipping needs a format with a grid, got ",
+               codec::format_info(f).name);
+    const int bs = codec::format_info(f).block_size;
+    SLMC_CHECK(codec::row_fits(f, cols), "rtn_quantize: ", cols, " columns do not fit ",
+               codec::format_info(f).name);
+    const torch::Tensor c = contiguous_f32(clip);
+    SLMC_CHECK(c.dim() == 2 && c.size(0) == rows && c.size(1) == cols / bs,
+               "rtn_quantize: clip must be (", rows, ", ", cols / bs, ")");
+    torch::Tensor codes = torch::empty({rows, cols}, torch::kInt32);
+    std::vector<codec::Grid> grids(static_cast<size_t>(rows * (cols / bs)));
+    const float* wp = w.data_ptr<float>();
+    const float* cp = c.data_ptr<float>();
+    int32_t* qp = codes.data_ptr<int32_t>();
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t b = 0; b < cols / bs; ++b) {
+        const float* x = wp + i * cols + b * bs;
+        codec::Grid g = codec::choose_grid(f, x, cp[i * (cols / bs) + b]);
+        grids[static_cast<size_t>(i * (cols / bs) + b)] = g;
+        for (int j = 0; j < bs; ++j) qp[i * cols + b * bs + j] = g.code(x[j]);
+      }
+    return pack_result(w, f, codes, grids, H);
+  }
+  r.packed.bytes = codec::quantize_ref(f, w.data_ptr<float>(), rows, cols);
+  std::vector<float> deq = codec::dequantize_ref(f, r.packed.bytes.data(), rows, cols);
+  r.dequant = torch::from_blob(deq.data(), {rows, cols}, torch::kFloat32).clone();
+  r.dist = distortion(w, r.dequant);
+  if (H.defined()) r.rel_output_error = rel_output_error(w, r.dequant, H);
+  return r;
+}
+
+QuantResult pack_result(const torch::Tensor& W, codec::Format f, const torch::Tensor& codes,
+                        const std::vector<codec::Grid>& grids, const torch::Tensor& H) {
+  const torch::Tensor w = contiguous_f32(W);
+  const int64_t rows = w.size(0), cols = w.size(1);
+  const int bs = codec::format_info(f).block_size;
+  SLMC_CHECK(codes.dim() == 2 && codes.size(0) == rows && codes.size(1) == cols,
+             "pack_result: codes must be (", rows, ", ", cols, ")");
+  SLMC_CHECK(static_cast<int64_t>(grids.size()) == rows * (cols / bs),
+             "pack_result: need ", rows * (cols / bs), " grids, got ", grids.size());
+  const torch::Tensor c = codes.to(torch::kInt32).contiguous();
+  QuantResult r;
+  r.packed.format = f;
+  r.packed.shape = {rows, cols};
+  const size_t rb = codec::row_bytes(f, cols);
+  r.packed.bytes.resize(rb * static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i)
+    codec::pack_row(f, c.data_ptr<int32_t>() + i * cols, grids.data() + i * (cols / bs), cols,
+                    r.packed.bytes.data() + static_cast<size_t>(i) * rb);
+  std::vector<float> deq = codec::dequantize_ref(f, r.packed.bytes.data(), rows, cols);
+  r.dequant = torch::from_blob(deq.data(), {rows, cols}, torch::kFloat32).clone();
+  r.dist = distortion(w, r.dequant);
+  if (H.defined()) r.rel_output_error = rel_output_error(w, r.dequant, H);
+  return r;
+}
+
+}  // namespace slmc::quant

@@ -1,0 +1,622 @@
+#include "quantize/quantize_pass.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "compress/core/error.h"
+#include "compress/core/progress.h"
+#include "compress/core/tensor_names.h"
+#include "compress/model/transformer.h"
+#include "compress/recipe/yaml_options.h"
+#include "quantize/mixed.h"
+
+namespace slmc::quant {
+
+namespace {
+
+using codec::Format;
+
+const char* fname(Format f) { return codec::format_info(f).name; }
+
+Format parse_format(const std::string& name, const std::string& where, const char* key) {
+  Format f;
+  SLMC_CHECK(codec::format_from_name(name, &f), where, ": ", key, " '", name,
+             "' is not a format (formats: ", codec::format_names(), ")");
+  return f;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+torch::Tensor to_torch(const HostTensor& t) {
+  return torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32).clone();
+}
+
+std::vector<float> to_vector(const torch::Tensor& t) {
+  const torch::Tensor c = t.to(torch::kFloat32).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// A tensor the pass will store, and how.
+struct Planned {
+  std::string name;
+  std::vector<int64_t> shape;
+  Format format = Format::kF16;
+  bool fallback = false;
+  std::string note;
+  double kl_sens = -1;  // target_bpw: KL of the final logits with only this tensor quantized
+};
+
+// Linears of a block that read the same input, and what produces that input (for AWQ folding).
+struct InputGroup {
+  const char* name;
+  std::vector<const char*> members;  // canonical suffixes
+  const char* prev_norm;             // RMSNorm weight that produces the input, or null
+  const char* prev_linear;           // linear whose output rows produce it, or null
+};
+
+const std::vector<InputGroup>& block_groups() {
+  static const std::vector<InputGroup> g = {
+      {"attn_in", {names::kAttnQ, names::kAttnK, names::kAttnV}, names::kAttnNorm, nullptr},
+      {"attn_out", {names::kAttnOut}, nullptr, names::kAttnV},
+      {"ffn_in", {names::kFfnGate, names::kFfnUp}, names::kFfnNorm, nullptr},
+      {"ffn_out", {names::kFfnDown}, nullptr, names::kFfnUp},
+  };
+  return g;
+}
+
+std::string bias_of(const std::string& weight) {
+  return weight.substr(0, weight.rfind('.')) + ".bias";
+}
+
+class QuantizePass : public Pass {
+ public:
+  QuantizePass(QuantizeOptions o, std::map<std::string, std::string> where,
+               std::set<std::string> explicit_keys)
+      : o_(std::move(o)), where_(std::move(where)), explicit_(std::move(explicit_keys)) {
+    SLMC_CHECK(o_.method == "rtn" || o_.method == "gptq" || o_.method == "awq", at("method"),
+               ": method '", o_.method, "' is unknown (rtn, gptq, awq)");
+    base_ = resolve_format(o_, where_.count("bits") ? at("bits") : at("group_size"));
+    if (o_.head_format != "same") {
+      head_ = parse_format(o_.head_format, at("head_format"), "head_format");
+    } else {
+      head_ = base_;
+    }
+    SLMC_CHECK(o_.calib_batch >= 1, at("calib_batch"), ": calib_batch must be >= 1, got ",
+               o_.calib_batch);
+    SLMC_CHECK(o_.sens_samples >= 1, at("sens_samples"), ": sens_samples must be >= 1, got ",
+               o_.sens_samples);
+    SLMC_CHECK(o_.target_bpw >= 0 && std::isfinite(o_.target_bpw), at("target_bpw"),
+               ": target_bpw must be >= 0, got ", o_.target_bpw);
+    if (o_.target_bpw > 0) {
+      for (const std::string& n : split_commas(o_.mix_formats))
+        mix_.push_back(parse_format(n, at("mix_formats"), "mix_formats"));
+      SLMC_CHECK(!mix_.empty(), at("mix_formats"), ": mix_formats lists no format");
+      double lo = 1e9, hi = 0;
+      for (Format f : mix_) {
+        lo = std::min(lo, codec::format_info(f).bits_per_weight());
+        hi = std::max(hi, codec::format_info(f).bits_per_weight());
+      }
+      SLMC_CHECK(o_.target_bpw >= lo && o_.target_bpw <= hi, at("target_bpw"), ": target_bpw ",
+                 o_.target_bpw, " is outside what mix_formats can reach [", lo, ", ", hi, "]");
+    }
+    try {
+      (void)Selector(o_.targets, o_.ignore);  // bad regexes fail before any model is loaded
+    } catch (const Error& e) {
+      fail(e.what());
+    }
+    try {
+      o_.gptq.validate();
+      o_.awq.validate();
+    } catch (const Error& e) {
+      fail(at("quantize"), ": ", e.what());
+    }
+  }
+
+  std::string name() const override { return "quantize"; }
+
+  std::string resolved_options() const override {
+    OptionPrinter p;
+    QuantizeOptions copy = o_;
+    copy.visit(p);
+    return p.os.str();
+  }
+
+  bool needs_calibration() const override { return o_.method != "rtn" || o_.target_bpw > 0; }
+
+  void validate(const CompressedModel& m) const override { (void)plan(m); }
+
+  PassReport run(CompressedModel& m, PassContext& ctx) override;
+
+ private:
+  std::string at(const std::string& key) const {
+    auto it = where_.find(key);
+    if (it != where_.end()) return it->second;
+    auto q = where_.find("quantize");
+    return q != where_.end() ? q->second : "quantize";
+  }
+
+  bool is_head(const ModelSpec& spec, const std::string& name) const {
+    return name == names::kOutput || (spec.tied_embeddings && name == names::kTokenEmbd);
+  }
+
+  std::vector<Planned> plan(const CompressedModel& m) const;
+  void allocate_mixed(const CompressedModel& m, const CalibrationSet& cal,
+                      std::vector<Planned>& plan, PassReport& rep) const;
+  void quantize_layerwise(CompressedModel& m, const CalibrationSet& cal,
+                          std::map<std::string, Planned*>& plan, PassReport& rep);
+  void store(CompressedModel& m, const Planned& p, QuantResult r, PassReport& rep,
+             const torch::Tensor& original) const;
+
+  QuantizeOptions o_;
+  std::map<std::string, std::string> where_;
+  std::set<std::string> explicit_;
+  Format base_ = Format::kQ4_0;
+  Format head_ = Format::kQ8_0;
+  std::vector<Format> mix_;
+};
+
+std::vector<Planned> QuantizePass::plan(const CompressedModel& m) const {
+  const ModelSpec& spec = m.model.spec;
+  std::vector<TensorDecl> matrices;
+  std::vector<std::string> candidates;
+  for (const TensorDecl& d : expected_tensors(spec))
+    if (d.shape.size() == 2) {
+      matrices.push_back(d);
+      candidates.push_back(d.name);
+    }
+  const Selector sel(o_.targets, o_.ignore);
+  sel.check_all_match(candidates);
+  const bool strict = explicit_.count("group_size") || explicit_.count("format");
+  std::vector<Planned> out;
+  for (const TensorDecl& d : matrices) {
+    if (!sel.selected(d.name)) continue;
+    Planned p;
+    p.name = d.name;
+    p.shape = d.shape;
+    const bool head = is_head(spec, d.name) && o_.target_bpw == 0 &&
+                      codec::format_info(base_).bits_per_weight() < 8;
+    p.format = head ? head_ : base_;
+    const int64_t cols = d.shape[1];
+    if (!codec::row_fits(p.format, cols)) {
+      const codec::FormatInfo& fi = codec::format_info(p.format);
+      if (strict && !head) {
+        const std::string key = explicit_.count("format") ? "format" : "group_size";
+        fail(at(key), ": ", key == "format" ? "format " + std::string(fi.name) : "group_size " + std::to_string(o_.group_size),
+             " does not divide the ", cols, " columns of ", d.name, " (", fi.name,
+             " needs rows of a multiple of ", fi.block_size,
+             "); ignore that tensor or leave group_size out to get the documented fallback");
+      }
+      p.format = fallback_format(p.format, cols);
+      p.fallback = true;
+      p.note = str_cat(cols, " columns do not fit ", fi.name, " (groups of ", fi.block_size,
+                       "): ", fname(p.format));
+    }
+    out.push_back(std::move(p));
+  }
+  SLMC_CHECK(!out.empty(), at("targets"), ": targets ", o_.targets.str(), " minus ignore ",
+             o_.ignore.str(), " select no tensor of ", m.model.path);
+  return out;
+}
+
+void QuantizePass::store(CompressedModel& m, const Planned& p, QuantResult r, PassReport& rep,
+                         const torch::Tensor& original) const {
+  TensorReport t;
+  t.name = p.name;
+  t.shape = p.shape;
+  t.format = fname(r.packed.format);
+  t.fallback = p.fallback;
+  t.note = p.note;
+  t.n_weights = shape_numel(p.shape);
+  t.bytes_before = static_cast<uint64_t>(t.n_weights) * 4;
+  t.bytes_after = r.packed.bytes.size();
+  const torch::Tensor o = original.contiguous();
+  const std::vector<float> deq = to_vector(r.dequant);
+  t.dist = codec::measure_distortion(o.data_ptr<float>(), deq.data(), t.n_weights);
+  if (r.rel_output_error >= 0) t.extra["out_err"] = r.rel_output_error;
+  if (p.kl_sens >= 0) t.extra["kl_sens"] = p.kl_sens;
+  rep.tensors.push_back(std::move(t));
+  m.set_packed(p.name, std::move(r.packed), deq);
+}
+
+// Sensitivity of every planned tensor to every candidate format: KL(original || model with only
+// that tensor rounded to nearest in that format) on the first sens_samples calibration rows. The
+// KLs are nearly additive for small perturbations, which the allocator relies on.
+void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet& cal,
+                                  std::vector<Planned>& plan, PassReport& rep) const {
+  torch::NoGradGuard ng;
+  Transformer tf(m.model.spec, m.model.tensors);
+  const int64_t n = std::min<int64_t>(o_.sens_samples, static_cast<int64_t>(cal.rows.size()));
+  const int64_t T = static_cast<int64_t>(cal.rows[0].size());
+  torch::Tensor tokens = torch::empty({n, T}, torch::kInt64);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t t = 0; t < T; ++t) tokens[i][t] = cal.rows[static_cast<size_t>(i)][static_cast<size_t>(t)];
+  const torch::Tensor ref = torch::log_softmax(tf.forward(tokens), -1);
+  const torch::Tensor ref_p = ref.exp();
+
+  // Tensors with one candidate at most (their columns divide no group, so only a float format or
+  // nothing fits) have no choice: they are stored in it (or f16) outside the budget and reported,
+  // so one odd tensor cannot make a budget infeasible.
+  std::vector<TensorChoices> choices;
+  std::vector<size_t> chosen_index;  // plan index of each entry of `choices`
+  int64_t total_weights = 0, steps = 0, forced_weights = 0;
+  std::vector<std::vector<Format>> cands(plan.size());
+  for (size_t i = 0; i < plan.size(); ++i) {
+    for (Format f : mix_)
+      if (codec::row_fits(f, plan[i].shape[1])) cands[i].push_back(f);
+    if (cands[i].size() > 1) steps += static_cast<int64_t>(cands[i].size());
+  }
+  Progress progress("sensitivity", steps, "trial");
+  int64_t done = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    Planned& p = plan[i];
+    if (cands[i].size() <= 1) {
+      p.format = cands[i].empty() ? Format::kF16 : cands[i][0];
+      p.fallback = true;
+      p.note = str_cat(p.shape[1], " columns leave no choice among mix_formats: ", fname(p.format),
+                       ", outside the budget");
+      forced_weights += shape_numel(p.shape);
+      continue;
+    }
+    torch::Tensor& param = tf.params().at(p.name);
+    const torch::Tensor orig = param.clone();
+    TensorChoices tc;
+    tc.name = p.name;
+    tc.n_weights = shape_numel(p.shape);
+    total_weights += tc.n_weights;
+    for (Format f : cands[i]) {
+      const QuantResult r = rtn_quantize(orig, f);
+      param.copy_(r.dequant);
+      const torch::Tensor lp = torch::log_softmax(tf.forward(tokens), -1);
+      const double kl = (ref_p * (ref - lp)).sum(-1).mean().item<double>();
+      tc.options.push_back({f, static_cast<uint64_t>(r.packed.bytes.size()), std::max(0.0, kl)});
+      progress.update(++done, p.name);
+    }
+    param.copy_(orig);
+    choices.push_back(std::move(tc));
+    chosen_index.push_back(i);
+  }
+  SLMC_CHECK(!choices.empty(), at("mix_formats"), ": no target fits any of mix_formats ",
+             o_.mix_formats);
+  const uint64_t budget =
+      static_cast<uint64_t>(std::floor(o_.target_bpw * static_cast<double>(total_weights) / 8.0));
+  Allocation a;
+  try {
+    a = allocate_formats(choices, budget);
+  } catch (const Error& e) {
+    fail(at("target_bpw"), ": target_bpw ", o_.target_bpw, ": ", e.what());
+  }
+  for (size_t k = 0; k < choices.size(); ++k) {
+    Planned& p = plan[chosen_index[k]];
+    const FormatCost& c = choices[k].options[a.choice[k]];
+    p.format = c.format;
+    p.fallback = false;
+    p.note.clear();
+    p.kl_sens = c.error;
+  }
+  if (forced_weights > 0)
+    rep.notes.push_back(str_cat(forced_weights, " weights have no choice among mix_formats and are "
+                                "stored outside the budget"));
+  progress.finish(str_cat(plan.size(), " tensors"));
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "target_bpw %.3f: budget %llu bytes, allocated %llu bytes = %.4f bits/weight "
+                "(%.2f%% of the budget), summed sensitivity KL %.5g",
+                o_.target_bpw, static_cast<unsigned long long>(budget),
+                static_cast<unsigned long long>(a.bytes), a.bits_per_weight,
+                budget ? 100.0 * static_cast<double>(a.bytes) / static_cast<double>(budget) : 0.0,
+                a.error);
+  rep.notes.push_back(buf);
+}
+
+void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& cal,
+                                      std::map<std::string, Planned*>& plan, PassReport& rep) {
+  torch::NoGradGuard ng;
+  const ModelSpec& spec = m.model.spec;
+  Transformer tf(spec, m.model.tensors);
+  auto& params = tf.params();
+  const bool awq = o_.method == "awq";
+  const int64_t N = static_cast<int64_t>(cal.rows.size());
+  const int64_t T = static_cast<int64_t>(cal.rows[0].size());
+  torch::Tensor tokens = torch::empty({N, T}, torch::kInt64);
+  for (int64_t i = 0; i < N; ++i) {
+    SLMC_CHECK(static_cast<int64_t>(cal.rows[static_cast<size_t>(i)].size()) == T,
+               cal.origin, ": calibration rows differ in length");
+    for (int64_t t = 0; t < T; ++t) tokens[i][t] = cal.rows[static_cast<size_t>(i)][static_cast<size_t>(t)];
+  }
+  const int64_t B = o_.calib_batch;
+
+  auto quantize_one = [&](const std::string& name, const torch::Tensor& H,
+                          const torch::Tensor& X, bool allow_clip) {
+    Planned& p = *plan.at(name);
+    torch::Tensor& W = params.at(name);
+    const torch::Tensor original = W.clone();
+    QuantResult r;
+    if (!codec::has_grid(p.format)) {
+      r = rtn_quantize(W, p.format, H);
+    } else if (awq) {
+      torch::Tensor clip;
+      if (o_.awq.clip && allow_clip && X.defined()) clip = awq_search_clip(W, X, p.format, o_.awq);
+      r = rtn_quantize(W, p.format, H, clip);
+    } else {
+      r = gptq_quantize(W, H, p.format, o_.gptq);
+    }
+    W.copy_(r.dequant);
+    store(m, p, std::move(r), rep, original);
+  };
+
+  // Untied embeddings are looked up, not multiplied: round to nearest before calibration so the
+  // layers see the quantized embedding.
+  if (!spec.tied_embeddings && plan.count(names::kTokenEmbd)) {
+    Planned& p = *plan.at(names::kTokenEmbd);
+    torch::Tensor& W = params.at(names::kTokenEmbd);
+    const torch::Tensor original = W.clone();
+    QuantResult r = rtn_quantize(W, p.format);
+    W.copy_(r.dequant);
+    p.note = p.note.empty() ? "embedding: rtn" : p.note + "; embedding: rtn";
+    store(m, p, std::move(r), rep, original);
+  }
+
+  torch::Tensor X = torch::empty({N, T, spec.d_model}, torch::kFloat32);
+  for (int64_t c = 0; c < N; c += B) {
+    const int64_t b = std::min(B, N - c);
+    X.narrow(0, c, b).copy_(tf.embed(tokens.narrow(0, c, b)));
+  }
+
+  // Collects, per input group, H = sum x x^T and (AWQ) an even subsample of the inputs.
+  struct Stats {
+    torch::Tensor H;
+    std::vector<torch::Tensor> samples;
+  };
+  const int64_t total_rows = N * T;
+  const int64_t stride = awq ? std::max<int64_t>(1, total_rows / o_.awq.max_tokens) : 1;
+  auto collect = [&](std::map<std::string, Stats>& stats,
+                     const std::map<std::string, std::string>& group_of, int64_t layer,
+                     const std::function<void(const torch::Tensor&)>& run_chunks) {
+    std::set<std::string> seen;  // groups done for the current chunk (q, k, v share an input)
+    tf.set_linear_hook([&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
+      auto g = group_of.find(name);
+      if (g == group_of.end() || seen.count(g->second)) return;
+      seen.insert(g->second);
+      const torch::Tensor x = input.reshape({-1, input.size(-1)});
+      if (!torch::isfinite(x).all().item<bool>())
+        fail(cal.origin, ": non-finite activation at the input of ", name,
+             layer >= 0 ? str_cat(" (layer ", layer, ")") : std::string(),
+             " during calibration; the model or the data produce NaN/Inf");
+      Stats& s = stats[g->second];
+      if (!s.H.defined()) s.H = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
+      s.H.addmm_(x.t(), x);
+      if (awq) s.samples.push_back(x.index({torch::indexing::Slice(0, torch::indexing::None, stride)}).clone());
+    });
+    for (int64_t c = 0; c < N; c += B) {
+      seen.clear();
+      run_chunks(X.narrow(0, c, std::min(B, N - c)));
+    }
+    tf.set_linear_hook(nullptr);
+  };
+
+  Progress progress(str_cat("quantize ", o_.method), spec.n_layer() + 1, "layer");
+  for (int64_t i = 0; i < spec.n_layer(); ++i) {
+    std::map<std::string, std::string> group_of;
+    for (const InputGroup& g : block_groups())
+      for (const char* mem : g.members)
+        if (plan.count(names::blk(i, mem))) group_of[names::blk(i, mem)] = g.name;
+    if (!group_of.empty()) {
+      std::map<std::string, Stats> stats;
+      collect(stats, group_of, i, [&](const torch::Tensor& x) { (void)tf.layer(i, x); });
+      // AWQ searches and folds every group's scales first (the attn_out fold rescales attn_v's
+      // rows, the ffn_out fold ffn_up's), then every linear is quantized once, as AutoAWQ does.
+      std::map<std::string, torch::Tensor> group_H, group_X;
+      for (const InputGroup& g : block_groups()) {
+        auto st = stats.find(g.name);
+        if (st == stats.end()) continue;
+        torch::Tensor H = st->second.H;
+        torch::Tensor Xs;
+        if (awq) {
+          Xs = torch::cat(st->second.samples, 0);
+          st->second.samples.clear();
+          // Fold scales only where the producer of the input can absorb them exactly; with GQA
+          // the value rows are shared by several heads, so attn_out is not scaled (as AutoAWQ).
+          const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
+          const bool foldable = g.prev_norm != nullptr ||
+                                (g.prev_linear != nullptr &&
+                                 (std::string(g.prev_linear) != names::kAttnV || l.n_head == l.n_kv_head));
+          if (foldable) {
+            std::vector<torch::Tensor> Ws;
+            std::vector<Format> fs;
+            for (const char* mem : g.members) {
+              const std::string n = names::blk(i, mem);
+              Ws.push_back(params.at(n));
+              fs.push_back(plan.count(n) ? plan.at(n)->format : Format::kF32);
+            }
+            const AwqScaleResult sr = awq_search_scales(Ws, Xs, fs, o_.awq);
+            const torch::Tensor& s = sr.scales;
+            if (g.prev_norm != nullptr) {
+              params.at(names::blk(i, g.prev_norm)).div_(s);
+            } else {
+              const std::string prev = names::blk(i, g.prev_linear);
+              params.at(prev).div_(s.unsqueeze(1));
+              auto b = params.find(bias_of(prev));
+              if (b != params.end()) b->second.div_(s);
+            }
+            for (const char* mem : g.members) params.at(names::blk(i, mem)).mul_(s.unsqueeze(0));
+            Xs = Xs / s.unsqueeze(0);
+            H = H / s.unsqueeze(1) / s.unsqueeze(0);
+            for (const char* mem : g.members) {
+              const std::string n = names::blk(i, mem);
+              if (plan.count(n))
+                plan.at(n)->note += str_cat(plan.at(n)->note.empty() ? "" : "; ", "awq alpha ",
+                                            sr.best_ratio, ", group err x",
+                                            sr.loss_plain > 0 ? sr.loss_best / sr.loss_plain : 1.0);
+            }
+          }
+        }
+        group_H[g.name] = H;
+        group_X[g.name] = Xs;
+      }
+      for (const InputGroup& g : block_groups()) {
+        if (!group_H.count(g.name)) continue;
+        for (const char* mem : g.members) {
+          const std::string n = names::blk(i, mem);
+          if (!plan.count(n)) continue;
+          // AutoAWQ does not clip q and k: attention logits are too sensitive to it.
+          const bool clip_ok = std::string(mem) != names::kAttnQ && std::string(mem) != names::kAttnK;
+          quantize_one(n, group_H[g.name], group_X[g.name], clip_ok);
+        }
+      }
+    }
+    // The quantized layer's outputs are the next layer's inputs.
+    for (int64_t c = 0; c < N; c += B) {
+      const int64_t b = std::min(B, N - c);
+      X.narrow(0, c, b).copy_(tf.layer(i, X.narrow(0, c, b)));
+    }
+    progress.update(i + 1, str_cat("layer ", i));
+  }
+
+  const std::string head = spec.tied_embeddings ? names::kTokenEmbd : names::kOutput;
+  if (plan.count(head) && !m.packed.count(head)) {
+    std::map<std::string, Stats> stats;
+    collect(stats, {{head, "head"}}, -1, [&](const torch::Tensor& x) { (void)tf.head(x); });
+    torch::Tensor H = stats.at("head").H;
+    torch::Tensor Xs;
+    if (awq) {
+      Xs = torch::cat(stats.at("head").samples, 0);
+      // A tied head is also the embedding: scaling its columns would change the lookups.
+      if (!spec.tied_embeddings) {
+        const AwqScaleResult sr =
+            awq_search_scales({params.at(head)}, Xs, {plan.at(head)->format}, o_.awq);
+        params.at(names::kOutputNorm).div_(sr.scales);
+        params.at(head).mul_(sr.scales.unsqueeze(0));
+        Xs = Xs / sr.scales.unsqueeze(0);
+        H = H / sr.scales.unsqueeze(1) / sr.scales.unsqueeze(0);
+      }
+    }
+    quantize_one(head, H, Xs, true);
+  }
+  progress.update(spec.n_layer() + 1);
+  progress.finish(str_cat(rep.tensors.size(), " tensors, ", N, " x ", T, " calibration tokens"));
+
+  // AWQ changed norms and unquantized linears: the model keeps those exact fp32 values.
+  for (auto& kv : m.model.tensors)
+    if (!m.packed.count(kv.first)) kv.second.data = to_vector(params.at(kv.first));
+}
+
+PassReport QuantizePass::run(CompressedModel& m, PassContext& ctx) {
+  const auto t0 = std::chrono::steady_clock::now();
+  PassReport rep;
+  rep.pass = name();
+  rep.options = resolved_options();
+  std::vector<Planned> planned = plan(m);
+  if (needs_calibration()) {
+    SLMC_CHECK(ctx.calibration != nullptr && !ctx.calibration->rows.empty(), at("method"),
+               ": ", o_.target_bpw > 0 ? "target_bpw" : "method " + o_.method,
+               " needs calibration data (--calib DATA or data.calibration in the recipe)");
+    for (const auto& r : ctx.calibration->rows)
+      for (int32_t id : r)
+        SLMC_CHECK(id >= 0 && id < m.model.spec.vocab, ctx.calibration->origin, ": token id ", id,
+                   " is outside the model's vocab [0, ", m.model.spec.vocab, ")");
+  }
+  if (o_.target_bpw > 0) allocate_mixed(m, *ctx.calibration, planned, rep);
+  for (const Planned& p : planned)
+    if (p.fallback) rep.notes.push_back(p.name + ": " + p.note);
+
+  if (o_.method == "rtn") {
+    Progress progress("quantize rtn", static_cast<int64_t>(planned.size()), "tensor");
+    int64_t done = 0;
+    for (const Planned& p : planned) {
+      const torch::Tensor W = to_torch(m.model.tensors.at(p.name));
+      store(m, p, rtn_quantize(W, p.format), rep, W);
+      progress.update(++done, p.name);
+    }
+    progress.finish();
+  } else {
+    std::map<std::string, Planned*> by_name;
+    for (Planned& p : planned) by_name[p.name] = &p;
+    quantize_layerwise(m, *ctx.calibration, by_name, rep);
+  }
+  // Report in model order.
+  std::map<std::string, size_t> order;
+  for (size_t i = 0; i < planned.size(); ++i) order[planned[i].name] = i;
+  std::sort(rep.tensors.begin(), rep.tensors.end(), [&](const TensorReport& a, const TensorReport& b) {
+    return order[a.name] < order[b.name];
+  });
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rep.peak_rss_bytes = peak_rss_bytes();
+  return rep;
+}
+
+}  // namespace
+
+Format resolve_format(const QuantizeOptions& o, const std::string& where) {
+  if (!o.format.empty()) {
+    Format f = parse_format(o.format, where, "format");
+    SLMC_CHECK(o.group_size == 0 || o.group_size == codec::format_info(f).block_size, where,
+               ": group_size ", o.group_size, " contradicts format ", o.format, " (groups of ",
+               codec::format_info(f).block_size, ")");
+    return f;
+  }
+  if (o.bits == 8) {
+    SLMC_CHECK(o.group_size == 0 || o.group_size == 32, where, ": bits 8 is stored as q8_0, whose "
+               "group is 32; group_size ", o.group_size, " is not available");
+    return Format::kQ8_0;
+  }
+  if (o.bits == 4) {
+    if (o.group_size == 0 || o.group_size == 32) return Format::kQ4_0;
+    if (o.group_size == 64) return Format::kQ4_G64;
+    if (o.group_size == 128) return Format::kQ4_G128;
+    fail(where, ": group_size ", o.group_size,
+         " is not available for 4 bits (32: q4_0, 64: q4_g64, 128: q4_g128)");
+  }
+  fail(where, ": bits ", o.bits,
+       ": no format supports it (8: q8_0; 4: q4_0, q4_g64, q4_g128 by group_size)");
+}
+
+Format fallback_format(Format f, int64_t cols) {
+  static const std::vector<Format> chain4 = {Format::kQ4_G128, Format::kQ4_G64, Format::kQ4_0};
+  auto it = std::find(chain4.begin(), chain4.end(), f);
+  if (it != chain4.end())
+    for (; it != chain4.end(); ++it)
+      if (codec::row_fits(*it, cols)) return *it;
+  if (codec::row_fits(f, cols)) return f;
+  return Format::kF16;
+}
+
+std::unique_ptr<Pass> make_quantize_pass(QuantizeOptions o, std::map<std::string, std::string> where,
+                                         std::set<std::string> explicit_keys) {
+  return std::make_unique<QuantizePass>(std::move(o), std::move(where), std::move(explicit_keys));
+}
+
+void register_quantize_pass() {
+  register_pass("quantize", "post-training quantization: rtn, gptq, awq, target_bpw mixes",
+                [](const std::string& file, const YAML::Node& node) {
+                  QuantizeOptions o;
+                  YamlBinder b(file, node, "quantize");
+                  o.visit(b);
+                  b.reject_unknown();
+                  std::map<std::string, std::string> where;
+                  std::set<std::string> keys;
+                  where["quantize"] = yaml_where(file, node);
+                  for (const auto& kv : node) {
+                    const std::string k = kv.first.as<std::string>();
+                    where[k] = yaml_where(file, kv.second) + ": key '" + k + "'";
+                    keys.insert(k);
+                  }
+                  return make_quantize_pass(std::move(o), std::move(where), std::move(keys));
+                });
+}
+
+}  // namespace slmc::quant

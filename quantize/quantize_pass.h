@@ -1,0 +1,68 @@
+// The `quantize` pass: selects tensors (targets/ignore), plans a codec format for each (one format,
+// fallbacks, or a mix under a bits-per-weight budget), and quantizes them with RTN, GPTQ or AWQ.
+// GPTQ and AWQ calibrate layer by layer: the calibration batch runs through layer i, its linears
+// are quantized, and the quantized layer's outputs feed layer i+1, so peak memory holds one
+// layer's activations whatever the depth. Policy and defaults: quantize/README.md.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "compress/recipe/pass.h"
+#include "compress/recipe/selector.h"
+#include "quantize/awq.h"
+#include "quantize/gptq.h"
+
+namespace slmc::quant {
+
+struct QuantizeOptions {
+  std::string method = "rtn";  // rtn | gptq | awq
+  int64_t bits = 4;            // 4 or 8
+  int64_t group_size = 0;      // 0 = the format's own (32 for q4_0/q8_0), with fallbacks
+  std::string format;          // a codec format name; overrides bits/group_size
+  double target_bpw = 0;       // > 0: mixed precision under this bits-per-weight budget
+  std::string mix_formats = "q4_g128,q4_0,q4_g64,q8_0,f16";
+  std::string head_format = "q8_0";  // the output head (tied: the embedding) when bits < 8
+  PatternList targets;         // empty = every matrix (linears, token_embd, output)
+  PatternList ignore;
+  int64_t calib_batch = 4;     // calibration sequences per forward chunk
+  int64_t sens_samples = 8;    // target_bpw: calibration sequences the sensitivity uses
+  GptqOptions gptq;
+  AwqOptions awq;
+
+  template <class V>
+  void visit(V& v) {
+    v("method", method, "rtn | gptq | awq");
+    v("bits", bits, "4 or 8 (with group_size: 8 -> q8_0; 4 -> q4_0 (32), q4_g64, q4_g128)");
+    v("group_size", group_size, "weights per scale: 32, 64, 128; 0 = the format's, with fallbacks");
+    v("format", format, "codec format for every target (overrides bits/group_size)");
+    v("target_bpw", target_bpw, "mixed precision: average bits per weight over the targets");
+    v("mix_formats", mix_formats, "target_bpw: candidate formats, comma separated");
+    v("head_format", head_format, "format of the output head when bits < 8; 'same' = bits'");
+    v("targets", targets, "tensors to quantize (names, suffixes like ffn_down, re:regex)");
+    v("ignore", ignore, "tensors to leave as they are");
+    v("calib_batch", calib_batch, "calibration sequences per forward chunk (memory)");
+    v("sens_samples", sens_samples, "target_bpw: calibration sequences for sensitivities");
+    gptq.visit(v);
+    awq.visit(v);
+  }
+};
+
+// Resolves bits/group_size/format; throws naming `where` for combinations no format holds.
+codec::Format resolve_format(const QuantizeOptions& o, const std::string& where);
+
+// The format tried next when `f` cannot hold rows of `cols` weights (q4_g128 -> q4_g64 -> q4_0
+// -> f16; q8_0 -> f16); f16 holds any row.
+codec::Format fallback_format(codec::Format f, int64_t cols);
+
+// `where` maps option keys to "file:line" (or "--flag") for error messages; `explicit_keys` are
+// the keys the user set (explicit group sizes are held to the tensors, defaults fall back).
+std::unique_ptr<Pass> make_quantize_pass(QuantizeOptions o, std::map<std::string, std::string> where,
+                                         std::set<std::string> explicit_keys);
+
+// Registers "quantize" with the pass registry (from a recipe mapping).
+void register_quantize_pass();
+
+}  // namespace slmc::quant

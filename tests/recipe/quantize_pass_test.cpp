@@ -1,0 +1,216 @@
+// The quantize pass on small in-memory models: planning (formats, fallbacks, head, selectors),
+// what it stores, calibration errors, and the size budget of target_bpw.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+
+#include "compress/core/error.h"
+#include "compress/core/tensor_names.h"
+#include "compress/recipe/yaml_options.h"
+#include "quantize/quantize_pass.h"
+
+namespace slmc {
+namespace {
+
+using quant::QuantizeOptions;
+
+CompressedModel tiny_model(int64_t d, int64_t ffn, int64_t vocab, int64_t layers, bool tied,
+                           uint32_t seed = 7) {
+  ModelSpec s = make_uniform_spec(Family::kLlama, vocab, d, layers, 4, 2, ffn, 128);
+  s.tied_embeddings = tied;
+  s.bos_id = 1;
+  CompressedModel m;
+  m.model.spec = s;
+  m.model.path = "tiny";
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0.0f, 0.05f);
+  for (const TensorDecl& t : expected_tensors(s)) {
+    HostTensor h;
+    h.shape = t.shape;
+    h.data.resize(static_cast<size_t>(shape_numel(t.shape)));
+    const bool norm = t.shape.size() == 1;
+    for (float& v : h.data) v = norm ? 1.0f + n(rng) : n(rng);
+    m.model.tensors[t.name] = h;
+  }
+  return m;
+}
+
+CalibrationSet random_calibration(int64_t vocab, int64_t rows, int64_t len, uint32_t seed = 3) {
+  std::mt19937 rng(seed);
+  CalibrationSet c;
+  c.origin = "random";
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<int32_t> row = {1};
+    for (int64_t t = 1; t < len; ++t) row.push_back(static_cast<int32_t>(rng() % vocab));
+    c.rows.push_back(row);
+  }
+  return c;
+}
+
+// A pass from a YAML mapping, as a recipe stage builds it.
+std::unique_ptr<Pass> pass_from_yaml(const std::string& yaml) {
+  quant::register_quantize_pass();
+  return make_pass("quantize", "t.yaml", YAML::Load(yaml), "t.yaml:1");
+}
+
+template <typename F>
+std::string error_of(F fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(QuantizePass, RtnPacksMatricesWithHeadAndFallbacks) {
+  CompressedModel m = tiny_model(64, 48, 96, 2, /*tied=*/true);
+  const CompressedModel before = m;
+  auto p = pass_from_yaml("{method: rtn, bits: 4}");
+  PassContext ctx;
+  const PassReport r = p->run(m, ctx);
+  // Every matrix: 2 layers x 7 + the tied embedding; norms stay fp32 and unpacked.
+  EXPECT_EQ(r.tensors.size(), 15u);
+  EXPECT_EQ(m.packed.size(), 15u);
+  EXPECT_EQ(m.packed.at(names::kTokenEmbd).format, codec::Format::kQ8_0);  // the tied head
+  EXPECT_EQ(m.packed.at(names::blk(0, names::kAttnQ)).format, codec::Format::kQ4_0);
+  // 48 columns: no 32-group format fits, so f16, reported.
+  EXPECT_EQ(m.packed.at(names::blk(1, names::kFfnDown)).format, codec::Format::kF16);
+  bool noted = false;
+  for (const TensorReport& t : r.tensors)
+    if (t.name == names::blk(1, names::kFfnDown)) {
+      EXPECT_TRUE(t.fallback);
+      EXPECT_NE(t.note.find("48 columns"), std::string::npos) << t.note;
+      noted = true;
+    }
+  EXPECT_TRUE(noted);
+  EXPECT_EQ(m.packed.count(names::blk(0, names::kAttnNorm)), 0u);
+  // The fp32 tensors hold exactly what the packed bytes decode to.
+  for (const auto& kv : m.packed) {
+    const std::vector<float> deq = codec::dequantize_ref(kv.second.format, kv.second.bytes.data(),
+                                                         kv.second.shape[0], kv.second.shape[1]);
+    EXPECT_EQ(deq, m.model.tensors.at(kv.first).data) << kv.first;
+  }
+  for (const TensorReport& t : r.tensors) {
+    EXPECT_GT(t.dist.rel_l2, 0.0) << t.name;
+    EXPECT_LT(t.dist.rel_l2, t.format == "q4_0" ? 0.2 : 0.01) << t.name;
+  }
+  EXPECT_EQ(m.model.tensors.at(names::blk(0, names::kAttnNorm)).data,
+            before.model.tensors.at(names::blk(0, names::kAttnNorm)).data);
+}
+
+TEST(QuantizePass, ExplicitGroupSizeThatDoesNotDivideIsAnError) {
+  const CompressedModel m = tiny_model(64, 48, 96, 2, true);
+  auto p = pass_from_yaml("{method: rtn, bits: 4, group_size: 32}");
+  const std::string e = error_of([&] { p->validate(m); });
+  EXPECT_NE(e.find("group_size 32 does not divide the 48 columns of blk.0.ffn_down.weight"),
+            std::string::npos) << e;
+  EXPECT_NE(e.find("t.yaml:1"), std::string::npos) << e;
+  // Ignoring the tensor makes the same explicit group size fine.
+  auto ok = pass_from_yaml("{method: rtn, bits: 4, group_size: 32, ignore: [ffn_down]}");
+  EXPECT_NO_THROW(ok->validate(m));
+}
+
+TEST(QuantizePass, TargetsAndIgnore) {
+  CompressedModel m = tiny_model(64, 64, 96, 2, /*tied=*/false);
+  auto p = pass_from_yaml(R"({method: rtn, bits: 8, targets: ["re:blk\\.1\\..*", output], ignore: [attn_v]})");
+  PassContext ctx;
+  p->run(m, ctx);
+  EXPECT_EQ(m.packed.count(names::kOutput), 1u);
+  EXPECT_EQ(m.packed.at(names::kOutput).format, codec::Format::kQ8_0);  // bits 8: no head rule
+  EXPECT_EQ(m.packed.count(names::kTokenEmbd), 0u);
+  EXPECT_EQ(m.packed.count(names::blk(0, names::kAttnQ)), 0u);
+  EXPECT_EQ(m.packed.count(names::blk(1, names::kAttnQ)), 1u);
+  EXPECT_EQ(m.packed.count(names::blk(1, names::kAttnV)), 0u);
+  const std::string e = error_of([&] {
+    pass_from_yaml("{method: rtn, targets: [attn_qq]}")->validate(m);
+  });
+  EXPECT_NE(e.find("targets pattern 'attn_qq' matches no tensor"), std::string::npos) << e;
+}
+
+TEST(QuantizePass, CalibratedMethodsNeedValidCalibration) {
+  CompressedModel m = tiny_model(64, 64, 96, 2, true);
+  auto p = pass_from_yaml("{method: gptq, bits: 4}");
+  PassContext none;
+  EXPECT_NE(error_of([&] { p->run(m, none); }).find("needs calibration data"), std::string::npos);
+  CalibrationSet bad = random_calibration(96, 2, 16);
+  bad.rows[1][5] = 96;
+  PassContext ctx;
+  ctx.calibration = &bad;
+  EXPECT_NE(error_of([&] { p->run(m, ctx); }).find("token id 96 is outside"), std::string::npos);
+}
+
+TEST(QuantizePass, NonFiniteActivationNamesTheTensor) {
+  CompressedModel m = tiny_model(64, 64, 96, 2, true);
+  m.model.tensors.at(names::blk(1, names::kFfnNorm)).data[3] = NAN;
+  const CalibrationSet c = random_calibration(96, 2, 16);
+  PassContext ctx;
+  ctx.calibration = &c;
+  const std::string e = error_of([&] { pass_from_yaml("{method: gptq, bits: 4}")->run(m, ctx); });
+  EXPECT_NE(e.find("non-finite activation at the input of blk.1.ffn_gate.weight (layer 1)"),
+            std::string::npos) << e;
+}
+
+// GPTQ and AWQ run layer by layer on a model whose every dimension fits every format, store every
+// target, and their calibrated output error is below round-to-nearest's on the same inputs.
+class CalibratedMethods : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(CalibratedMethods, RunAndStoreEveryTarget) {
+  CompressedModel m = tiny_model(128, 256, 128, 2, true);
+  const CalibrationSet c = random_calibration(128, 8, 64);
+  PassContext ctx;
+  ctx.calibration = &c;
+  auto p = pass_from_yaml(std::string("{method: ") + GetParam() + ", bits: 4, calib_batch: 3}");
+  const PassReport r = p->run(m, ctx);
+  EXPECT_EQ(m.packed.size(), 15u);
+  for (const TensorReport& t : r.tensors) {
+    ASSERT_TRUE(t.extra.count("out_err")) << t.name;
+    EXPECT_TRUE(std::isfinite(t.extra.at("out_err"))) << t.name;
+  }
+  for (const auto& kv : m.model.tensors)
+    for (float v : kv.second.data) ASSERT_TRUE(std::isfinite(v)) << kv.first;
+  EXPECT_GT(r.peak_rss_bytes, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, CalibratedMethods, ::testing::Values("gptq", "awq"));
+
+TEST(QuantizePass, TargetBpwLandsWithinOnePercentOfTheBudget) {
+  CompressedModel m = tiny_model(128, 256, 128, 3, true);
+  const CalibrationSet c = random_calibration(128, 4, 32);
+  PassContext ctx;
+  ctx.calibration = &c;
+  auto p = pass_from_yaml("{method: rtn, target_bpw: 5.0, sens_samples: 2}");
+  const PassReport r = p->run(m, ctx);
+  int64_t n = 0;
+  uint64_t bytes = 0;
+  for (const TensorReport& t : r.tensors) {
+    n += t.n_weights;
+    bytes += t.bytes_after;
+    EXPECT_TRUE(t.extra.count("kl_sens")) << t.name;
+  }
+  const double bpw = 8.0 * static_cast<double>(bytes) / static_cast<double>(n);
+  EXPECT_LE(bpw, 5.0);
+  EXPECT_GE(bpw, 5.0 * 0.99);
+  ASSERT_FALSE(r.notes.empty());
+  EXPECT_NE(r.notes[0].find("target_bpw 5.000"), std::string::npos) << r.notes[0];
+}
+
+TEST(QuantizePass, FallbackChain) {
+  using codec::Format;
+  EXPECT_EQ(quant::fallback_format(Format::kQ4_G128, 192), Format::kQ4_G64);
+  EXPECT_EQ(quant::fallback_format(Format::kQ4_G128, 160), Format::kQ4_0);
+  EXPECT_EQ(quant::fallback_format(Format::kQ4_G64, 172), Format::kF16);
+  EXPECT_EQ(quant::fallback_format(Format::kQ8_0, 172), Format::kF16);
+  QuantizeOptions o;
+  o.bits = 4;
+  o.group_size = 128;
+  EXPECT_EQ(quant::resolve_format(o, "x"), Format::kQ4_G128);
+  o.format = "q8_0";
+  o.group_size = 0;
+  EXPECT_EQ(quant::resolve_format(o, "x"), Format::kQ8_0);
+}
+
+}  // namespace
+}  // namespace slmc
