@@ -99,10 +99,35 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
   // Static groups: every grid from the original weights, before any update.
   std::vector<codec::Grid> grids(static_cast<size_t>(rows * nblk));
   const float* wo = w_orig.data_ptr<float>();
-  if (o.static_groups)
+  if (o.static_groups) {
+    const Tensor hd = hdiag.to(torch::kFloat32).contiguous();
+    const float* hw = hd.data_ptr<float>();
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t b = 0; b < nblk; ++b)
-        grids[static_cast<size_t>(r * nblk + b)] = codec::choose_grid(f, wo + r * cols + b * bs);
+      for (int64_t b = 0; b < nblk; ++b) {
+        const float* x = wo + r * cols + b * bs;
+        codec::Grid best = codec::choose_grid(f, x);
+        if (o.mse_grid) {
+          auto cost = [&](const codec::Grid& g) {
+            double e = 0;
+            for (int j = 0; j < bs; ++j) {
+              const double d = static_cast<double>(x[j]) - g.round(x[j]);
+              e += static_cast<double>(hw[b * bs + j]) * d * d;
+            }
+            return e;
+          };
+          double best_cost = cost(best);
+          for (int k = 1; k <= 20; ++k) {
+            const codec::Grid g = codec::choose_grid(f, x, 1.0f - 0.025f * static_cast<float>(k));
+            const double c = cost(g);
+            if (c < best_cost) {
+              best_cost = c;
+              best = g;
+            }
+          }
+        }
+        grids[static_cast<size_t>(r * nblk + b)] = best;
+      }
+  }
 
   // Stable sort: equal diag(H) entries keep their original order, so the result is deterministic.
   Tensor perm;

@@ -117,6 +117,7 @@ Golden load_golden(const std::string& dir, const std::string& name) {
     if (!codec::format_from_name(fmt, &g.f)) throw std::runtime_error("bad format " + fmt);
     g.o.act_order = act != 0;
     g.o.static_groups = stat != 0;
+    g.o.mse_grid = false;  // the reference chooses plain round-to-nearest grids
     const std::string base = dir + "/" + name;
     g.W = read_f32(base + ".W.f32", g.rows, g.cols);
     g.H = read_f32(base + ".H.f32", g.cols, g.cols);
@@ -267,8 +268,10 @@ TEST(GptqTest, DeadInputsKeepTheirWeights) {
   const torch::Tensor H = hessian(X);
   torch::manual_seed(32);
   const torch::Tensor W = 0.02 * torch::randn({rows, cols});
+  GptqOptions plain_grids;  // the check below recomputes the plain grid of each block
+  plain_grids.mse_grid = false;
   for (const Format f : kGridFormats) {
-    const QuantResult r = gptq_quantize(W, H, f);
+    const QuantResult r = gptq_quantize(W, H, f, plain_grids);
     expect_on_static_grids(W, f, r);
     const int bs = codec::format_info(f).block_size;
     for (int64_t c : dead)
@@ -283,7 +286,7 @@ TEST(GptqTest, DeadInputsKeepTheirWeights) {
         << codec::format_info(f).name;
   }
   // Every input dead (H = 0): nothing to propagate, plain rounding on the grids.
-  const QuantResult z = gptq_quantize(W, torch::zeros({cols, cols}), Format::kQ4_G64);
+  const QuantResult z = gptq_quantize(W, torch::zeros({cols, cols}), Format::kQ4_G64, plain_grids);
   const QuantResult rtn = rtn_quantize(W, Format::kQ4_G64);
   EXPECT_TRUE(torch::equal(z.dequant, rtn.dequant));
   EXPECT_EQ(z.rel_output_error, 0.0);  // tr(... 0 ...) / 0 reads as 0
@@ -334,7 +337,24 @@ TEST(GptqTest, OptionsVisitNamesEveryKey) {
     EXPECT_NE(std::string(help), "");
   };
   o.visit(v);
-  EXPECT_EQ(keys, (std::vector<std::string>{"damp", "act_order", "static_groups", "block_size"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"damp", "act_order", "static_groups", "block_size",
+                                            "mse_grid"}));
+}
+
+// The weighted grid search never loses to the plain grid on the error it minimises, and on
+// correlated inputs it lowers the output error of the whole GPTQ result.
+TEST(GptqTest, MseGridLowersOutputError) {
+  const int64_t rows = 64, cols = 256;
+  const torch::Tensor H = hessian(correlated_inputs(1024, cols, 41));
+  torch::manual_seed(42);
+  const torch::Tensor W = 0.02 * torch::randn({rows, cols});
+  for (const Format f : {Format::kQ4_0, Format::kQ4_G64, Format::kQ4_G128}) {
+    GptqOptions plain;
+    plain.mse_grid = false;
+    const double e_plain = gptq_quantize(W, H, f, plain).rel_output_error;
+    const double e_mse = gptq_quantize(W, H, f).rel_output_error;
+    EXPECT_LT(e_mse, e_plain) << codec::format_info(f).name;
+  }
 }
 
 // ---- Errors ---------------------------------------------------------------------------------
