@@ -80,4 +80,14 @@ inline void expect_error(const std::function<void()>& fn,
   ADD_FAILURE() << "expected slmc::Error, nothing was thrown";
 }
 
+// The message of the slmc::Error `fn` throws, "" if it throws none.
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace slmc::testing

@@ -10,11 +10,13 @@
 #include "compress/core/tensor_names.h"
 #include "compress/recipe/yaml_options.h"
 #include "quantize/quantize_pass.h"
+#include "tests/test_util.h"
 
 namespace slmc {
 namespace {
 
 using quant::QuantizeOptions;
+using slmc::testing::error_of;
 
 CompressedModel tiny_model(int64_t d, int64_t ffn, int64_t vocab, int64_t layers, bool tied,
                            uint32_t seed = 7) {
@@ -53,16 +55,6 @@ CalibrationSet random_calibration(int64_t vocab, int64_t rows, int64_t len, uint
 std::unique_ptr<Pass> pass_from_yaml(const std::string& yaml) {
   quant::register_quantize_pass();
   return make_pass("quantize", "t.yaml", YAML::Load(yaml), "t.yaml:1");
-}
-
-template <typename F>
-std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(QuantizePass, RtnPacksMatricesWithHeadAndFallbacks) {

@@ -14,22 +14,12 @@ namespace slmc {
 namespace {
 
 using slmc::testing::TempDir;
+using slmc::testing::error_of;
 
 std::string write(const TempDir& d, const std::string& name, const std::string& text) {
   const std::string p = d.file(name);
   std::ofstream(p) << text;
   return p;
-}
-
-// The message of the slmc::Error `fn` throws ("" if it does not throw).
-template <typename F>
-std::string error_of(F fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 struct Registered {
