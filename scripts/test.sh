@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
+# ctest runs two tests at a time, each with two OpenMP threads: spinning idle threads would steal
+# the cores from the other test (LibTorch calls ran 10-20x slower), so they sleep instead.
+export OMP_WAIT_POLICY=PASSIVE
 ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
 
 echo "== sanitizer job (ASan + UBSan, -DSLMC_WITH_TORCH=OFF) ==" >&2
