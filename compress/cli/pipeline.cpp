@@ -85,7 +85,10 @@ void run_pipeline(const PipelineInput& in) {
   m.model = load_model(in.model_path);
   std::shared_ptr<Tokenizer> tok = resolve_tokenizer(in.model_path, in.tokenizer_path, false);
   m.tokenizer = tok;
-  const LoadedModel original = m.model;  // the reference for the accuracy table
+  // The reference for the accuracy table: a second fp32 copy of the model, kept only when there is
+  // a table to make.
+  std::unique_ptr<const LoadedModel> original_copy;
+  if (!in.eval.path.empty()) original_copy = std::make_unique<const LoadedModel>(m.model);
 
   bool need_calib = false;
   for (Pass* p : in.passes) {
@@ -135,6 +138,7 @@ void run_pipeline(const PipelineInput& in) {
                                ex.tensor_bytes, " tensor bytes"));
 
   if (!in.eval.path.empty()) {
+    const LoadedModel& original = *original_copy;
     const ModelSpec& spec = original.spec;
     const int64_t ctx_len = std::min<int64_t>(in.eval.seq_len, spec.max_seq);
     const auto windows = load_eval_windows(in.eval.path, tok.get(), spec.vocab, ctx_len,
