@@ -110,12 +110,6 @@ void run_chunk(const Chunk& c, Work& w, ChunkStats* s, std::vector<float>* scrat
   }
 }
 
-std::string with_commas(uint64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
-
 }  // namespace
 
 codec::Format slm_tensor_format(const TensorDecl& decl, codec::Format type, bool* fallback) {

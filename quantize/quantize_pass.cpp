@@ -51,6 +51,20 @@ std::vector<float> to_vector(const torch::Tensor& t) {
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
+// The first `n` calibration rows as a (n, T) int64 tensor; every row must have the same length.
+torch::Tensor calibration_tokens(const CalibrationSet& cal, int64_t n) {
+  const int64_t T = static_cast<int64_t>(cal.rows[0].size());
+  std::vector<int64_t> ids;
+  ids.reserve(static_cast<size_t>(n * T));
+  for (int64_t i = 0; i < n; ++i) {
+    const std::vector<int32_t>& row = cal.rows[static_cast<size_t>(i)];
+    SLMC_CHECK(static_cast<int64_t>(row.size()) == T, cal.origin,
+               ": calibration rows differ in length");
+    ids.insert(ids.end(), row.begin(), row.end());
+  }
+  return torch::tensor(ids, torch::kInt64).view({n, T});
+}
+
 // A tensor the pass will store, and how.
 struct Planned {
   std::string name;
@@ -159,8 +173,7 @@ class QuantizePass : public Pass {
                       std::vector<Planned>& plan, PassReport& rep) const;
   void quantize_layerwise(CompressedModel& m, const CalibrationSet& cal,
                           std::map<std::string, Planned*>& plan, PassReport& rep);
-  void store(CompressedModel& m, const Planned& p, QuantResult r, PassReport& rep,
-             const torch::Tensor& original) const;
+  void store(CompressedModel& m, const Planned& p, QuantResult r, PassReport& rep) const;
 
   QuantizeOptions o_;
   std::map<std::string, std::string> where_;
@@ -213,8 +226,8 @@ std::vector<Planned> QuantizePass::plan(const CompressedModel& m) const {
   return out;
 }
 
-void QuantizePass::store(CompressedModel& m, const Planned& p, QuantResult r, PassReport& rep,
-                         const torch::Tensor& original) const {
+// r.dist compares with the weights the method was given (for AWQ: the scaled weights).
+void QuantizePass::store(CompressedModel& m, const Planned& p, QuantResult r, PassReport& rep) const {
   TensorReport t;
   t.name = p.name;
   t.shape = p.shape;
@@ -224,9 +237,8 @@ void QuantizePass::store(CompressedModel& m, const Planned& p, QuantResult r, Pa
   t.n_weights = shape_numel(p.shape);
   t.bytes_before = static_cast<uint64_t>(t.n_weights) * 4;
   t.bytes_after = r.packed.bytes.size();
-  const torch::Tensor o = original.contiguous();
   const std::vector<float> deq = to_vector(r.dequant);
-  t.dist = codec::measure_distortion(o.data_ptr<float>(), deq.data(), t.n_weights);
+  t.dist = r.dist;
   if (r.rel_output_error >= 0) t.extra["out_err"] = r.rel_output_error;
   if (p.kl_sens >= 0) t.extra["kl_sens"] = p.kl_sens;
   rep.tensors.push_back(std::move(t));
@@ -241,10 +253,7 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
   torch::NoGradGuard ng;
   Transformer tf(m.model.spec, m.model.tensors);
   const int64_t n = std::min<int64_t>(o_.sens_samples, static_cast<int64_t>(cal.rows.size()));
-  const int64_t T = static_cast<int64_t>(cal.rows[0].size());
-  torch::Tensor tokens = torch::empty({n, T}, torch::kInt64);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t t = 0; t < T; ++t) tokens[i][t] = cal.rows[static_cast<size_t>(i)][static_cast<size_t>(t)];
+  const torch::Tensor tokens = calibration_tokens(cal, n);
   const torch::Tensor ref = torch::log_softmax(tf.forward(tokens), -1);
   const torch::Tensor ref_p = ref.exp();
 
@@ -332,19 +341,13 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   const bool awq = o_.method == "awq";
   const int64_t N = static_cast<int64_t>(cal.rows.size());
   const int64_t T = static_cast<int64_t>(cal.rows[0].size());
-  torch::Tensor tokens = torch::empty({N, T}, torch::kInt64);
-  for (int64_t i = 0; i < N; ++i) {
-    SLMC_CHECK(static_cast<int64_t>(cal.rows[static_cast<size_t>(i)].size()) == T,
-               cal.origin, ": calibration rows differ in length");
-    for (int64_t t = 0; t < T; ++t) tokens[i][t] = cal.rows[static_cast<size_t>(i)][static_cast<size_t>(t)];
-  }
+  const torch::Tensor tokens = calibration_tokens(cal, N);
   const int64_t B = o_.calib_batch;
 
   auto quantize_one = [&](const std::string& name, const torch::Tensor& H,
                           const torch::Tensor& X, bool allow_clip) {
     Planned& p = *plan.at(name);
     torch::Tensor& W = params.at(name);
-    const torch::Tensor original = W.clone();
     QuantResult r;
     if (!codec::has_grid(p.format)) {
       r = rtn_quantize(W, p.format, H);
@@ -356,7 +359,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       r = gptq_quantize(W, H, p.format, o_.gptq);
     }
     W.copy_(r.dequant);
-    store(m, p, std::move(r), rep, original);
+    store(m, p, std::move(r), rep);
   };
 
   // Untied embeddings are looked up, not multiplied: round to nearest before calibration so the
@@ -364,11 +367,10 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   if (!spec.tied_embeddings && plan.count(names::kTokenEmbd)) {
     Planned& p = *plan.at(names::kTokenEmbd);
     torch::Tensor& W = params.at(names::kTokenEmbd);
-    const torch::Tensor original = W.clone();
     QuantResult r = rtn_quantize(W, p.format);
     W.copy_(r.dequant);
     p.note = p.note.empty() ? "embedding: rtn" : p.note + "; embedding: rtn";
-    store(m, p, std::move(r), rep, original);
+    store(m, p, std::move(r), rep);
   }
 
   torch::Tensor X = torch::empty({N, T, spec.d_model}, torch::kFloat32);
@@ -539,7 +541,7 @@ PassReport QuantizePass::run(CompressedModel& m, PassContext& ctx) {
     int64_t done = 0;
     for (const Planned& p : planned) {
       const torch::Tensor W = to_torch(m.model.tensors.at(p.name));
-      store(m, p, rtn_quantize(W, p.format), rep, W);
+      store(m, p, rtn_quantize(W, p.format), rep);
       progress.update(++done, p.name);
     }
     progress.finish();

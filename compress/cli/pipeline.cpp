@@ -15,6 +15,7 @@
 #include "compress/cli/commands.h"
 #include "compress/cli/common.h"
 #include "compress/core/error.h"
+#include "compress/core/progress.h"
 #include "compress/eval/evaluate.h"
 #include "export/slm_export.h"
 #include "quantize/quantize_pass.h"
@@ -60,12 +61,6 @@ CalibrationSet load_calibration(const std::string& path, const Tokenizer* tok,
 }
 
 namespace {
-
-std::string with_commas(uint64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
 
 // Deletes a temporary file when it goes out of scope.
 struct TempPath {

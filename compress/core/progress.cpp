@@ -79,4 +79,10 @@ void Progress::finish(const std::string& summary) {
   std::fflush(stderr);
 }
 
+std::string with_commas(uint64_t v) {
+  std::string s = std::to_string(v);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
 }  // namespace slmc

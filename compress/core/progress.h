@@ -33,4 +33,7 @@ class Progress {
 // Formats seconds as "1h02m", "3m05s" or "4.2s".
 std::string format_duration(double seconds);
 
+// Digits grouped by commas: 1234567 -> "1,234,567".
+std::string with_commas(uint64_t v);
+
 }  // namespace slmc
