@@ -28,6 +28,10 @@ struct GptqOptions {
   // the block's diag(H)-weighted squared rounding error (the reference's `mse` grid search, made
   // activation-aware). Off: the plain round-to-nearest grid.
   bool mse_grid = true;
+  // Within a block, quantize q/k/v first, then collect attn_output's inputs through the
+  // quantized q/k/v, then gate/up, then down (the reference's --true-sequential); off: every
+  // group's Hessian comes from one pass with the block's original weights.
+  bool true_sequential = true;
 
   template <class V>
   void visit(V& v) {
@@ -36,6 +40,8 @@ struct GptqOptions {
     v("static_groups", static_groups, "GPTQ: choose every group's grid before the updates");
     v("block_size", block_size, "GPTQ: columns per lazy batch update");
     v("mse_grid", mse_grid, "GPTQ: search each group's range for the least weighted error");
+    v("true_sequential", true_sequential,
+      "GPTQ: calibrate each linear group on the outputs of the already-quantized ones");
   }
   void validate() const;  // throws slmc::Error naming the bad key and value
 };

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <sstream>
 
@@ -75,24 +76,6 @@ struct Planned {
   double kl_sens = -1;  // target_bpw: KL of the final logits with only this tensor quantized
 };
 
-// Linears of a block that read the same input, and what produces that input (for AWQ folding).
-struct InputGroup {
-  const char* name;
-  std::vector<const char*> members;  // canonical suffixes
-  const char* prev_norm;             // RMSNorm weight that produces the input, or null
-  const char* prev_linear;           // linear whose output rows produce it, or null
-};
-
-const std::vector<InputGroup>& block_groups() {
-  static const std::vector<InputGroup> g = {
-      {"attn_in", {names::kAttnQ, names::kAttnK, names::kAttnV}, names::kAttnNorm, nullptr},
-      {"attn_out", {names::kAttnOut}, nullptr, names::kAttnV},
-      {"ffn_in", {names::kFfnGate, names::kFfnUp}, names::kFfnNorm, nullptr},
-      {"ffn_out", {names::kFfnDown}, nullptr, names::kFfnUp},
-  };
-  return g;
-}
-
 std::string bias_of(const std::string& weight) {
   return weight.substr(0, weight.rfind('.')) + ".bias";
 }
@@ -114,6 +97,8 @@ class QuantizePass : public Pass {
                o_.calib_batch);
     SLMC_CHECK(o_.sens_samples >= 1, at("sens_samples"), ": sens_samples must be >= 1, got ",
                o_.sens_samples);
+    SLMC_CHECK(o_.moe_min_tokens >= 0, at("moe_min_tokens"), ": moe_min_tokens must be >= 0, got ",
+               o_.moe_min_tokens);
     SLMC_CHECK(o_.target_bpw >= 0 && std::isfinite(o_.target_bpw), at("target_bpw"),
                ": target_bpw must be >= 0, got ", o_.target_bpw);
     if (o_.target_bpw > 0) {
@@ -187,8 +172,10 @@ std::vector<Planned> QuantizePass::plan(const CompressedModel& m) const {
   const ModelSpec& spec = m.model.spec;
   std::vector<TensorDecl> matrices;
   std::vector<std::string> candidates;
+  // Linears and the embedding table; the MoE router stays f32 (routing is too sensitive, and it
+  // is n_expert rows).
   for (const TensorDecl& d : expected_tensors(spec))
-    if (d.shape.size() == 2) {
+    if (d.shape.size() == 2 && (d.is_linear || d.name == names::kTokenEmbd)) {
       matrices.push_back(d);
       candidates.push_back(d.name);
     }
@@ -345,11 +332,11 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   const int64_t B = o_.calib_batch;
 
   auto quantize_one = [&](const std::string& name, const torch::Tensor& H,
-                          const torch::Tensor& X, bool allow_clip) {
+                          const torch::Tensor& X, bool allow_clip, bool rtn_fallback) {
     Planned& p = *plan.at(name);
     torch::Tensor& W = params.at(name);
     QuantResult r;
-    if (!codec::has_grid(p.format)) {
+    if (!codec::has_grid(p.format) || rtn_fallback) {
       r = rtn_quantize(W, p.format, H);
     } else if (awq) {
       torch::Tensor clip;
@@ -383,6 +370,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   struct Stats {
     torch::Tensor H;
     std::vector<torch::Tensor> samples;
+    int64_t rows = 0;  // calibration tokens seen (an expert sees only those routed to it)
   };
   const int64_t total_rows = N * T;
   const int64_t stride = awq ? std::max<int64_t>(1, total_rows / o_.awq.max_tokens) : 1;
@@ -402,6 +390,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       Stats& s = stats[g->second];
       if (!s.H.defined()) s.H = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
       s.H.addmm_(x.t(), x);
+      s.rows += x.size(0);
       if (awq) s.samples.push_back(x.index({torch::indexing::Slice(0, torch::indexing::None, stride)}).clone());
     });
     for (int64_t c = 0; c < N; c += B) {
@@ -413,53 +402,106 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
 
   Progress progress(str_cat("quantize ", o_.method), spec.n_layer() + 1, "layer");
   for (int64_t i = 0; i < spec.n_layer(); ++i) {
+    // Stages: GPTQ with true_sequential calibrates attn_in, attn_out, ffn_in, ffn_out in turn,
+    // each through the already-quantized groups before it (the experts of one stage are
+    // independent of each other); AWQ and plain GPTQ take every group from one pass.
+    std::vector<std::vector<LinearGroup>> stages;
+    {
+      const std::vector<LinearGroup> all = linear_groups(spec, i);
+      if (awq || !o_.gptq.true_sequential) {
+        stages.push_back(all);
+      } else {
+        for (const char* kind : {"attn_in", "attn_out", "ffn_in", "ffn_out"}) {
+          std::vector<LinearGroup> st;
+          for (const LinearGroup& g : all) {
+            const size_t n = std::strlen(kind);
+            if (g.name.size() >= n && g.name.compare(g.name.size() - n, n, kind) == 0 &&
+                (g.name.size() == n || g.name[g.name.size() - n - 1] == '.'))
+              st.push_back(g);
+          }
+          if (!st.empty()) stages.push_back(std::move(st));
+        }
+      }
+    }
+    bool coverage_reported = false;
+    for (const std::vector<LinearGroup>& groups : stages) {
     std::map<std::string, std::string> group_of;
-    for (const InputGroup& g : block_groups())
-      for (const char* mem : g.members)
-        if (plan.count(names::blk(i, mem))) group_of[names::blk(i, mem)] = g.name;
+    for (const LinearGroup& g : groups)
+      for (const std::string& mem : g.members)
+        if (plan.count(mem)) group_of[mem] = g.name;
     if (!group_of.empty()) {
       std::map<std::string, Stats> stats;
       collect(stats, group_of, i, [&](const torch::Tensor& x) { (void)tf.layer(i, x); });
+      // MoE coverage: the calibration tokens routed to each expert (an expert's groups all see
+      // the same tokens); experts below moe_min_tokens, or with none, are quantized with rtn.
+      const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
+      std::set<std::string> hooked;
+      for (const auto& kv : group_of) hooked.insert(kv.second);
+      auto rows_of = [&](const LinearGroup& g) -> int64_t {
+        auto st = stats.find(g.name);
+        return st == stats.end() ? 0 : st->second.rows;
+      };
+      if (l.is_moe() && !coverage_reported) {
+        std::vector<int64_t> count(static_cast<size_t>(l.n_expert), -1);
+        for (const LinearGroup& g : groups)
+          if (g.expert >= 0 && hooked.count(g.name) && count[static_cast<size_t>(g.expert)] < 0)
+            count[static_cast<size_t>(g.expert)] = rows_of(g);
+        std::string counts, low;
+        bool any = false;
+        for (int64_t e = 0; e < l.n_expert; ++e) {
+          const int64_t n = count[static_cast<size_t>(e)];
+          counts += str_cat(e ? ", " : "", n < 0 ? std::string("-") : std::to_string(n));
+          if (n < 0) continue;
+          any = true;
+          if (n == 0 || n < o_.moe_min_tokens)
+            low += str_cat(low.empty() ? "" : ", ", "expert ", e, " (", n, ")");
+        }
+        if (any) {
+          coverage_reported = true;
+          rep.notes.push_back(str_cat("blk.", i, " calibration tokens per expert (top-", l.n_expert_used,
+                                      " of ", l.n_expert, "): [", counts, "]",
+                                      low.empty() ? std::string()
+                                                  : str_cat("; below moe_min_tokens ", o_.moe_min_tokens,
+                                                            ", quantized with rtn: ", low)));
+        }
+      }
+      std::set<std::string> starved;  // expert groups quantized with rtn for lack of tokens
+      for (const LinearGroup& g : groups)
+        if (g.expert >= 0 && hooked.count(g.name) && (rows_of(g) == 0 || rows_of(g) < o_.moe_min_tokens))
+          starved.insert(g.name);
       // AWQ searches and folds every group's scales first (the attn_out fold rescales attn_v's
       // rows, the ffn_out fold ffn_up's), then every linear is quantized once, as AutoAWQ does.
       std::map<std::string, torch::Tensor> group_H, group_X;
-      for (const InputGroup& g : block_groups()) {
+      for (const LinearGroup& g : groups) {
         auto st = stats.find(g.name);
-        if (st == stats.end()) continue;
+        if (st == stats.end() || starved.count(g.name)) continue;
         torch::Tensor H = st->second.H;
         torch::Tensor Xs;
         if (awq) {
           Xs = torch::cat(st->second.samples, 0);
           st->second.samples.clear();
-          // Fold scales only where the producer of the input can absorb them exactly; with GQA
-          // the value rows are shared by several heads, so attn_out is not scaled (as AutoAWQ).
-          const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
-          const bool foldable = g.prev_norm != nullptr ||
-                                (g.prev_linear != nullptr &&
-                                 (std::string(g.prev_linear) != names::kAttnV || l.n_head == l.n_kv_head));
-          if (foldable) {
+          // Fold scales only where the producer of the input can absorb them exactly
+          // (linear_groups leaves prev_norm/prev_linear empty where it cannot).
+          if (!g.prev_norm.empty() || !g.prev_linear.empty()) {
             std::vector<torch::Tensor> Ws;
             std::vector<Format> fs;
-            for (const char* mem : g.members) {
-              const std::string n = names::blk(i, mem);
+            for (const std::string& n : g.members) {
               Ws.push_back(params.at(n));
               fs.push_back(plan.count(n) ? plan.at(n)->format : Format::kF32);
             }
             const AwqScaleResult sr = awq_search_scales(Ws, Xs, fs, o_.awq);
             const torch::Tensor& s = sr.scales;
-            if (g.prev_norm != nullptr) {
-              params.at(names::blk(i, g.prev_norm)).div_(s);
+            if (!g.prev_norm.empty()) {
+              params.at(g.prev_norm).div_(s);
             } else {
-              const std::string prev = names::blk(i, g.prev_linear);
-              params.at(prev).div_(s.unsqueeze(1));
-              auto b = params.find(bias_of(prev));
+              params.at(g.prev_linear).div_(s.unsqueeze(1));
+              auto b = params.find(bias_of(g.prev_linear));
               if (b != params.end()) b->second.div_(s);
             }
-            for (const char* mem : g.members) params.at(names::blk(i, mem)).mul_(s.unsqueeze(0));
+            for (const std::string& n : g.members) params.at(n).mul_(s.unsqueeze(0));
             Xs = Xs / s.unsqueeze(0);
             H = H / s.unsqueeze(1) / s.unsqueeze(0);
-            for (const char* mem : g.members) {
-              const std::string n = names::blk(i, mem);
+            for (const std::string& n : g.members) {
               if (plan.count(n))
                 plan.at(n)->note += str_cat(plan.at(n)->note.empty() ? "" : "; ", "awq alpha ",
                                             sr.best_ratio, ", group err x",
@@ -470,17 +512,26 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
         group_H[g.name] = H;
         group_X[g.name] = Xs;
       }
-      for (const InputGroup& g : block_groups()) {
-        if (!group_H.count(g.name)) continue;
-        for (const char* mem : g.members) {
-          const std::string n = names::blk(i, mem);
+      for (const LinearGroup& g : groups) {
+        const bool fallback = starved.count(g.name) > 0;
+        if (!fallback && !group_H.count(g.name)) continue;
+        const int64_t rows = stats.count(g.name) ? stats.at(g.name).rows : 0;
+        for (const std::string& n : g.members) {
           if (!plan.count(n)) continue;
+          if (fallback)
+            plan.at(n)->note += str_cat(plan.at(n)->note.empty() ? "" : "; ", "expert ", g.expert,
+                                        " routed ", rows, " calibration tokens (< moe_min_tokens ",
+                                        o_.moe_min_tokens, "): rtn");
           // AutoAWQ does not clip q and k: attention logits are too sensitive to it.
-          const bool clip_ok = std::string(mem) != names::kAttnQ && std::string(mem) != names::kAttnK;
-          quantize_one(n, group_H[g.name], group_X[g.name], clip_ok);
+          const bool clip_ok = n != names::blk(i, names::kAttnQ) && n != names::blk(i, names::kAttnK);
+          // A starved expert's H (if any) still weighs the reported output error.
+          const torch::Tensor H = fallback ? (stats.count(g.name) ? stats.at(g.name).H : torch::Tensor())
+                                           : group_H[g.name];
+          quantize_one(n, H, fallback ? torch::Tensor() : group_X[g.name], clip_ok, fallback);
         }
       }
     }
+    }  // stages
     // The quantized layer's outputs are the next layer's inputs.
     for (int64_t c = 0; c < N; c += B) {
       const int64_t b = std::min(B, N - c);
@@ -507,7 +558,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
         H = H / sr.scales.unsqueeze(1) / sr.scales.unsqueeze(0);
       }
     }
-    quantize_one(head, H, Xs, true);
+    quantize_one(head, H, Xs, true, false);
   }
   progress.update(spec.n_layer() + 1);
   progress.finish(str_cat(rep.tensors.size(), " tensors, ", N, " x ", T, " calibration tokens"));
@@ -550,6 +601,10 @@ PassReport QuantizePass::run(CompressedModel& m, PassContext& ctx) {
     for (Planned& p : planned) by_name[p.name] = &p;
     quantize_layerwise(m, *ctx.calibration, by_name, rep);
   }
+  // Never silently skip a tensor (an expert no token reached included).
+  for (const Planned& p : planned)
+    SLMC_CHECK(m.packed.count(p.name), "quantize: ", p.name, " was planned as ", fname(p.format),
+               " but not quantized");
   // Report in model order.
   std::map<std::string, size_t> order;
   for (size_t i = 0; i < planned.size(); ++i) order[planned[i].name] = i;

@@ -29,6 +29,7 @@ struct QuantizeOptions {
   PatternList ignore;
   int64_t calib_batch = 4;     // calibration sequences per forward chunk
   int64_t sens_samples = 8;    // target_bpw: calibration sequences the sensitivity uses
+  int64_t moe_min_tokens = 128;  // MoE: experts routed fewer calibration tokens fall back to rtn
   GptqOptions gptq;
   AwqOptions awq;
 
@@ -45,6 +46,8 @@ struct QuantizeOptions {
     v("ignore", ignore, "tensors to leave as they are");
     v("calib_batch", calib_batch, "calibration sequences per forward chunk (memory)");
     v("sens_samples", sens_samples, "target_bpw: calibration sequences for sensitivities");
+    v("moe_min_tokens", moe_min_tokens,
+      "MoE: an expert routed fewer calibration tokens is quantized with rtn (reported)");
     gptq.visit(v);
     awq.visit(v);
   }

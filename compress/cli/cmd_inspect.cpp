@@ -62,14 +62,21 @@ void run_inspect(const InspectOptions& o) {
               static_cast<double>(s.n_params()) / 1e6);
   for (const auto& kv : m.bytes_by_dtype)
     std::printf("  bytes %-7s %lld\n", kv.first.c_str(), static_cast<long long>(kv.second));
-  std::printf("\n  layer  n_head  n_kv_head  head_dim  ffn_dim  window  rope_theta  bias(qkv,o,mlp)\n");
+  if (s.embed_scale != 1.0) std::printf("  embed scale   %g\n", s.embed_scale);
+  std::printf("\n  layer  n_head  n_kv_head  head_dim  ffn_dim  window  rope_theta  bias(qkv,o,mlp)  experts  extras\n");
   for (size_t i = 0; i < s.layers.size(); ++i) {
     const LayerSpec& l = s.layers[i];
-    std::printf("  %5zu  %6lld  %9lld  %8lld  %7lld  %6lld  %10g  %d,%d,%d\n", i,
+    std::string extras;
+    if (l.qk_norm) extras += "qk_norm ";
+    if (l.post_norms) extras += "post_norms ";
+    if (!l.rope_scaled && s.rope_scaling.type != "none") extras += "unscaled_rope ";
+    if (l.attn_scale > 0) extras += "scale=" + std::to_string(l.attn_scale);
+    const std::string experts = l.is_moe() ? std::to_string(l.n_expert_used) + "/" + std::to_string(l.n_expert) : "-";
+    std::printf("  %5zu  %6lld  %9lld  %8lld  %7lld  %6lld  %10g  %d,%d,%d            %7s  %s\n", i,
                 static_cast<long long>(l.n_head), static_cast<long long>(l.n_kv_head),
                 static_cast<long long>(l.head_dim), static_cast<long long>(l.ffn_dim),
                 static_cast<long long>(l.window), l.rope_theta, l.attn_qkv_bias, l.attn_out_bias,
-                l.mlp_bias);
+                l.mlp_bias, experts.c_str(), extras.c_str());
   }
   std::printf("\n  %-28s %s\n", "tensor", "shape");
   for (const TensorDecl& d : expected_tensors(s))

@@ -1,5 +1,6 @@
 #include "compress/core/model_spec.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "compress/core/error.h"
@@ -56,8 +57,14 @@ void ModelSpec::validate() const {
   SLMC_CHECK(max_seq > 0, "model spec: max_seq must be > 0, got ", max_seq);
   SLMC_CHECK(!layers.empty(), "model spec: no layers");
   SLMC_CHECK(norm_eps > 0 && norm_eps < 1, "model spec: norm_eps out of range: ", norm_eps);
-  SLMC_CHECK(rope_scaling.type == "none" || rope_scaling.type == "llama3",
+  SLMC_CHECK(rope_scaling.type == "none" || rope_scaling.type == "llama3" ||
+                 rope_scaling.type == "linear",
              "model spec: unsupported rope scaling type '", rope_scaling.type, "'");
+  if (rope_scaling.type == "linear")
+    SLMC_CHECK(rope_scaling.factor > 0 && std::isfinite(rope_scaling.factor),
+               "model spec: linear rope scaling factor must be > 0, got ", rope_scaling.factor);
+  SLMC_CHECK(embed_scale > 0 && std::isfinite(embed_scale), "model spec: embed_scale must be > 0, got ",
+             embed_scale);
   if (rope_scaling.type == "llama3") {
     SLMC_CHECK(rope_scaling.factor >= 1 && rope_scaling.low_freq_factor > 0 &&
                    rope_scaling.high_freq_factor > rope_scaling.low_freq_factor &&
@@ -79,7 +86,23 @@ void ModelSpec::validate() const {
                " must be even for RoPE");
     SLMC_CHECK(l.window >= 0, "model spec: layer ", i, ": negative window ", l.window);
     SLMC_CHECK(l.rope_theta > 0, "model spec: layer ", i, ": rope_theta ", l.rope_theta);
+    SLMC_CHECK(l.attn_scale >= 0 && std::isfinite(l.attn_scale), "model spec: layer ", i,
+               ": attn_scale ", l.attn_scale);
+    SLMC_CHECK(l.n_expert >= 0 && l.n_expert <= 4096, "model spec: layer ", i, ": n_expert ",
+               l.n_expert, " outside [0, 4096]");
+    if (l.n_expert > 0)
+      SLMC_CHECK(l.n_expert_used >= 1 && l.n_expert_used <= l.n_expert, "model spec: layer ", i,
+                 ": n_expert_used ", l.n_expert_used, " must be in [1, n_expert ", l.n_expert, "]");
+    else
+      SLMC_CHECK(l.n_expert_used == 0, "model spec: layer ", i, ": n_expert_used ",
+                 l.n_expert_used, " without experts");
+    SLMC_CHECK(!(l.is_moe() && l.mlp_bias), "model spec: layer ", i,
+               ": MLP biases are not supported with experts");
   }
+}
+
+double LayerSpec::softmax_scale() const {
+  return attn_scale > 0 ? attn_scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
 }
 
 int64_t ModelSpec::n_params() const {
@@ -91,8 +114,12 @@ int64_t ModelSpec::n_params() const {
     n += d_model * (q + 2 * kv) + q * d_model;   // q, k, v, o
     if (l.attn_qkv_bias) n += q + 2 * kv;
     if (l.attn_out_bias) n += d_model;
-    n += 3 * d_model * l.ffn_dim;                // gate, up, down
+    const int64_t experts = l.is_moe() ? l.n_expert : 1;
+    n += experts * 3 * d_model * l.ffn_dim;      // gate, up, down (per expert)
+    if (l.is_moe()) n += l.n_expert * d_model;   // router
     if (l.mlp_bias) n += 2 * l.ffn_dim + d_model;
+    if (l.qk_norm) n += 2 * l.head_dim;
+    if (l.post_norms) n += 2 * d_model;
   }
   return n;
 }
@@ -108,6 +135,7 @@ std::string ModelSpec::to_json() const {
   j["act"] = activation_name(act);
   j["bos_id"] = bos_id;
   j["eos_id"] = eos_id;
+  j["embed_scale"] = embed_scale;
   j["rope_scaling"] = {{"type", rope_scaling.type},
                        {"factor", rope_scaling.factor},
                        {"low_freq_factor", rope_scaling.low_freq_factor},
@@ -123,7 +151,13 @@ std::string ModelSpec::to_json() const {
                   {"attn_out_bias", l.attn_out_bias},
                   {"mlp_bias", l.mlp_bias},
                   {"window", l.window},
-                  {"rope_theta", l.rope_theta}});
+                  {"rope_theta", l.rope_theta},
+                  {"rope_scaled", l.rope_scaled},
+                  {"qk_norm", l.qk_norm},
+                  {"post_norms", l.post_norms},
+                  {"attn_scale", l.attn_scale},
+                  {"n_expert", l.n_expert},
+                  {"n_expert_used", l.n_expert_used}});
   }
   j["layers"] = ls;
   return j.dump();
@@ -149,6 +183,8 @@ ModelSpec ModelSpec::from_json(const std::string& text, const std::string& origi
     s.tied_embeddings = j.at("tied_embeddings").get<bool>();
     s.bos_id = j.at("bos_id").get<int64_t>();
     s.eos_id = j.at("eos_id").get<int64_t>();
+    // Keys added after the first .slm files were written: absent means the old meaning.
+    s.embed_scale = j.value("embed_scale", 1.0);
     const auto& rs = j.at("rope_scaling");
     s.rope_scaling.type = rs.at("type").get<std::string>();
     s.rope_scaling.factor = rs.at("factor").get<double>();
@@ -166,6 +202,12 @@ ModelSpec ModelSpec::from_json(const std::string& text, const std::string& origi
       ls.mlp_bias = l.at("mlp_bias").get<bool>();
       ls.window = l.at("window").get<int64_t>();
       ls.rope_theta = l.at("rope_theta").get<double>();
+      ls.rope_scaled = l.value("rope_scaled", true);
+      ls.qk_norm = l.value("qk_norm", false);
+      ls.post_norms = l.value("post_norms", false);
+      ls.attn_scale = l.value("attn_scale", 0.0);
+      ls.n_expert = l.value("n_expert", int64_t{0});
+      ls.n_expert_used = l.value("n_expert_used", int64_t{0});
       s.layers.push_back(ls);
     }
   } catch (const nlohmann::json::exception& e) {

@@ -20,7 +20,7 @@ const char* activation_name(Activation a);
 bool activation_from_name(const std::string& name, Activation* out);
 
 struct RopeScaling {
-  std::string type = "none";  // "none" | "llama3"
+  std::string type = "none";  // "none" | "linear" (inv_freq / factor) | "llama3"
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
@@ -37,6 +37,22 @@ struct LayerSpec {
   bool mlp_bias = false;
   int64_t window = 0;        // sliding-window attention span in tokens; 0 = full causal
   double rope_theta = 10000.0;
+  bool rope_scaled = true;   // ModelSpec::rope_scaling applies (gemma3 local layers: false)
+  // RMSNorm over head_dim on every query and key head after the projection, before RoPE
+  // (gemma3, openelm); weights attn_q_norm / attn_k_norm of shape (head_dim).
+  bool qk_norm = false;
+  // RMSNorm on the attention output and on the MLP output before each residual add (gemma3:
+  // post_attention_norm, post_ffw_norm).
+  bool post_norms = false;
+  double attn_scale = 0;     // softmax scale of q.k; 0 = 1/sqrt(head_dim) (gemma3: query_pre_attn_scalar^-0.5)
+  // Mixture of experts (mixtral): n_expert experts of width ffn_dim, a router
+  // (ffn_gate_inp: n_expert x d_model), the top n_expert_used per token with softmax weights
+  // renormalised over the chosen ones. 0 = a dense MLP.
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;
+
+  bool is_moe() const { return n_expert > 0; }
+  double softmax_scale() const;  // attn_scale, or 1/sqrt(head_dim)
 };
 
 struct ModelSpec {
@@ -48,6 +64,9 @@ struct ModelSpec {
   bool tied_embeddings = false;  // output head shares token_embd
   Activation act = Activation::kSilu;
   RopeScaling rope_scaling;
+  // Token embeddings are multiplied by this (as fp32) before the first layer (gemma3: sqrt(d_model)).
+  // The tied head uses the unscaled table.
+  double embed_scale = 1.0;
   int64_t bos_id = 1;
   int64_t eos_id = 2;
   std::vector<LayerSpec> layers;

@@ -10,6 +10,10 @@ std::string names::blk(int64_t layer, const char* suffix) {
   return "blk." + std::to_string(layer) + "." + suffix;
 }
 
+std::string names::expert(int64_t layer, int64_t e, const char* suffix) {
+  return "blk." + std::to_string(layer) + ".expert." + std::to_string(e) + "." + suffix;
+}
+
 std::vector<TensorDecl> expected_tensors(const ModelSpec& spec) {
   const int64_t d = spec.d_model;
   std::vector<TensorDecl> out;
@@ -29,12 +33,27 @@ std::vector<TensorDecl> expected_tensors(const ModelSpec& spec) {
       add(names::kAttnKBias, {kv}, false);
       add(names::kAttnVBias, {kv}, false);
     }
+    if (l.qk_norm) {
+      add(names::kAttnQNorm, {l.head_dim}, false);
+      add(names::kAttnKNorm, {l.head_dim}, false);
+    }
     add(names::kAttnOut, {d, q}, true);
     if (l.attn_out_bias) add(names::kAttnOutBias, {d}, false);
+    if (l.post_norms) add(names::kAttnPostNorm, {d}, false);
     add(names::kFfnNorm, {d}, false);
-    add(names::kFfnGate, {l.ffn_dim, d}, true);
-    add(names::kFfnUp, {l.ffn_dim, d}, true);
-    add(names::kFfnDown, {d, l.ffn_dim}, true);
+    if (l.is_moe()) {
+      add(names::kFfnRouter, {l.n_expert, d}, false);
+      for (int64_t e = 0; e < l.n_expert; ++e) {
+        out.push_back({names::expert(i, e, names::kFfnGate), {l.ffn_dim, d}, true});
+        out.push_back({names::expert(i, e, names::kFfnUp), {l.ffn_dim, d}, true});
+        out.push_back({names::expert(i, e, names::kFfnDown), {d, l.ffn_dim}, true});
+      }
+    } else {
+      add(names::kFfnGate, {l.ffn_dim, d}, true);
+      add(names::kFfnUp, {l.ffn_dim, d}, true);
+      add(names::kFfnDown, {d, l.ffn_dim}, true);
+    }
+    if (l.post_norms) add(names::kFfnPostNorm, {d}, false);
     if (l.mlp_bias) {
       add(names::kFfnGateBias, {l.ffn_dim}, false);
       add(names::kFfnUpBias, {l.ffn_dim}, false);
@@ -44,6 +63,33 @@ std::vector<TensorDecl> expected_tensors(const ModelSpec& spec) {
   out.push_back({names::kOutputNorm, {d}, false});
   if (!spec.tied_embeddings) out.push_back({names::kOutput, {spec.vocab, d}, true});
   return out;
+}
+
+std::vector<LinearGroup> linear_groups(const ModelSpec& spec, int64_t i) {
+  SLMC_CHECK(i >= 0 && i < spec.n_layer(), "linear_groups: layer ", i, " outside [0, ",
+             spec.n_layer(), ")");
+  const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
+  auto b = [&](const char* s) { return names::blk(i, s); };
+  std::vector<LinearGroup> g;
+  g.push_back({"attn_in", {b(names::kAttnQ), b(names::kAttnK), b(names::kAttnV)}, b(names::kAttnNorm), "", -1});
+  // attn_v's rows scale attn_output's input exactly only when every value head serves one query
+  // head (no GQA sharing).
+  g.push_back({"attn_out", {b(names::kAttnOut)}, "", l.n_head == l.n_kv_head ? b(names::kAttnV) : "", -1});
+  if (!l.is_moe()) {
+    g.push_back({"ffn_in", {b(names::kFfnGate), b(names::kFfnUp)}, b(names::kFfnNorm), "", -1});
+    g.push_back({"ffn_out", {b(names::kFfnDown)}, "", b(names::kFfnUp), -1});
+  } else {
+    // ffn_norm also feeds the router and every other expert: nothing to fold into.
+    for (int64_t e = 0; e < l.n_expert; ++e) {
+      const std::string p = "expert." + std::to_string(e) + ".";
+      g.push_back({p + "ffn_in",
+                   {names::expert(i, e, names::kFfnGate), names::expert(i, e, names::kFfnUp)},
+                   "", "", e});
+      g.push_back({p + "ffn_out", {names::expert(i, e, names::kFfnDown)}, "",
+                   names::expert(i, e, names::kFfnUp), e});
+    }
+  }
+  return g;
 }
 
 void check_tensors(const ModelSpec& spec, const TensorMap& tensors, const std::string& origin) {

@@ -32,8 +32,17 @@ inline constexpr const char* kFfnDown = "ffn_down.weight";       // (d_model, ff
 inline constexpr const char* kFfnGateBias = "ffn_gate.bias";
 inline constexpr const char* kFfnUpBias = "ffn_up.bias";
 inline constexpr const char* kFfnDownBias = "ffn_down.bias";
+// Family extras (ModelSpec/LayerSpec flags say which are present).
+inline constexpr const char* kAttnQNorm = "attn_q_norm.weight";  // (head_dim), LayerSpec::qk_norm
+inline constexpr const char* kAttnKNorm = "attn_k_norm.weight";  // (head_dim)
+inline constexpr const char* kAttnPostNorm = "post_attention_norm.weight";  // (d_model), post_norms
+inline constexpr const char* kFfnPostNorm = "post_ffw_norm.weight";         // (d_model)
+inline constexpr const char* kFfnRouter = "ffn_gate_inp.weight";  // (n_expert, d_model), MoE router
+// Experts: expert(i, j, kFfnGate) = "blk.3.expert.5.ffn_gate.weight", so a selector `ffn_gate`
+// (trailing components) reaches every expert's gate and `re:blk\.3\.expert\.5\..*` one expert.
 
 std::string blk(int64_t layer, const char* suffix);  // "blk.3.attn_q.weight"
+std::string expert(int64_t layer, int64_t e, const char* suffix);  // "blk.3.expert.5.ffn_up.weight"
 }  // namespace names
 
 struct TensorDecl {
@@ -43,7 +52,22 @@ struct TensorDecl {
 };
 
 // Every tensor `spec` requires, in a fixed order (embedding, blocks, final norm, head).
+// Norm weights are stored as the factor that multiplies the normalised activations (families
+// whose checkpoints store 1 + w, such as gemma3, are converted by their loader). The MoE router is
+// 2-D but not a linear that quantizers target (is_linear false): it stays f32.
 std::vector<TensorDecl> expected_tensors(const ModelSpec& spec);
+
+// Linears of block `layer` that read the same input, and what produces that input: the
+// calibration unit of GPTQ/AWQ (one Hessian per group) and the folding rule of AWQ. Family
+// knowledge, so every pass gets it from here.
+struct LinearGroup {
+  std::string name;                  // "attn_in", "ffn_in", "expert.3.ffn_in", ...
+  std::vector<std::string> members;  // full canonical weight names
+  std::string prev_norm;             // RMSNorm weight that produces the input ("" if none/unsafe)
+  std::string prev_linear;           // linear whose output rows produce the input ("" if none)
+  int64_t expert = -1;               // MoE expert index, -1 for dense linears
+};
+std::vector<LinearGroup> linear_groups(const ModelSpec& spec, int64_t layer);
 
 // Checks that `tensors` holds exactly the expected set with the expected shapes.
 // `origin` (a path) goes into the error message.

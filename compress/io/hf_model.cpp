@@ -1,5 +1,8 @@
-// Hugging Face checkpoints: config.json <-> ModelSpec and HF tensor names <-> canonical names, for
-// the families whose HF layout is the plain Llama one (llama, mistral, qwen2).
+// Hugging Face checkpoints: config.json <-> ModelSpec and HF tensor names <-> canonical names.
+// Loads llama, mistral, qwen2, phi3, gemma3_text, mixtral and openelm; writes llama, mistral and
+// qwen2 (the shapes `slmc train` makes and the passes write back).
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -30,13 +33,20 @@ struct HfArch {
   const char* architecture;
   int64_t default_max_position;
   bool qkv_bias;  // fixed by the architecture (qwen2); llama reads `attention_bias`
+  double default_rope_theta;
+  double default_norm_eps;
+  bool default_tied;
+  bool writable;  // save_hf_model can write it back (the others load only)
 };
 constexpr HfArch kHfArchs[] = {
-    {Family::kLlama, "llama", "LlamaForCausalLM", 2048, false},
-    {Family::kMistral, "mistral", "MistralForCausalLM", 4096 * 32, false},
-    {Family::kQwen2, "qwen2", "Qwen2ForCausalLM", 32768, true},
+    {Family::kLlama, "llama", "LlamaForCausalLM", 2048, false, 10000.0, 1e-6, false, true},
+    {Family::kMistral, "mistral", "MistralForCausalLM", 4096 * 32, false, 10000.0, 1e-6, false, true},
+    {Family::kQwen2, "qwen2", "Qwen2ForCausalLM", 32768, true, 10000.0, 1e-6, false, true},
+    {Family::kPhi3, "phi3", "Phi3ForCausalLM", 4096, false, 10000.0, 1e-5, false, false},
+    {Family::kGemma3, "gemma3_text", "Gemma3ForCausalLM", 131072, false, 1000000.0, 1e-6, true, false},
+    {Family::kMixtral, "mixtral", "MixtralForCausalLM", 4096 * 32, false, 1000000.0, 1e-5, false, false},
+    {Family::kOpenELM, "openelm", "OpenELMForCausalLM", 2048, false, 10000.0, 1e-6, true, false},
 };
-constexpr double kDefaultRmsNormEps = 1e-6;      // LlamaConfig, MistralConfig, Qwen2Config
 constexpr int64_t kDefaultSlidingWindow = 4096;  // MistralConfig, Qwen2Config
 constexpr int64_t kDefaultQwen2MaxWindowLayers = 28;
 
@@ -52,87 +62,136 @@ const HfArch* arch_for_family(Family f) {
   return nullptr;
 }
 
-// HF per-layer names (after "model.layers.{i}.") <-> canonical suffixes: the one mapping table.
-struct NamePair {
-  const char* hf;
-  const char* canonical;
+// ---- HF tensor names <-> canonical names: one rule table per family ---------------------------
+//
+// A rule maps one HF tensor onto one or more canonical tensors: fused tensors (phi3 qkv_proj and
+// gate_up_proj, openelm qkv_proj and proj_1) are row ranges of the HF tensor, in order. `add` is
+// added on load and subtracted on save: gemma3 stores RMSNorm weights as w with the norm
+// multiplying by (1 + w) in fp32; canonical norm weights are the multiplier itself.
+struct Piece {
+  std::string canonical;
+  int64_t rows;  // rows of the HF tensor this piece takes (the canonical tensor's first dim)
 };
-constexpr NamePair kBlockNames[] = {
-    {"input_layernorm.weight", names::kAttnNorm},
-    {"self_attn.q_proj.weight", names::kAttnQ},
-    {"self_attn.k_proj.weight", names::kAttnK},
-    {"self_attn.v_proj.weight", names::kAttnV},
-    {"self_attn.o_proj.weight", names::kAttnOut},
-    {"self_attn.q_proj.bias", names::kAttnQBias},
-    {"self_attn.k_proj.bias", names::kAttnKBias},
-    {"self_attn.v_proj.bias", names::kAttnVBias},
-    {"self_attn.o_proj.bias", names::kAttnOutBias},
-    {"post_attention_layernorm.weight", names::kFfnNorm},
-    {"mlp.gate_proj.weight", names::kFfnGate},
-    {"mlp.up_proj.weight", names::kFfnUp},
-    {"mlp.down_proj.weight", names::kFfnDown},
-    {"mlp.gate_proj.bias", names::kFfnGateBias},
-    {"mlp.up_proj.bias", names::kFfnUpBias},
-    {"mlp.down_proj.bias", names::kFfnDownBias},
+struct HfRule {
+  std::string hf;
+  std::vector<Piece> pieces;
+  float add = 0.0f;
 };
-constexpr NamePair kGlobalNames[] = {
-    {"model.embed_tokens.weight", names::kTokenEmbd},
-    {"model.norm.weight", names::kOutputNorm},
-    {"lm_head.weight", names::kOutput},
-};
-constexpr const char* kLayerPrefix = "model.layers.";
-// Old checkpoints saved the RoPE frequencies as a buffer; they follow from rope_theta.
-constexpr const char* kRotaryInvFreq = "self_attn.rotary_emb.inv_freq";
 
-enum class NameKind { kTensor, kIgnore, kUnknown };
+struct FamilyNames {
+  const char* embed;
+  const char* final_norm;
+  const char* head;
+  const char* layer_prefix;  // followed by "{i}."
+};
+constexpr FamilyNames kLlamaNames = {"model.embed_tokens.weight", "model.norm.weight",
+                                     "lm_head.weight", "model.layers."};
+// apple/OpenELM modeling_openelm.py: OpenELMForCausalLM.transformer = OpenELMModel.
+constexpr FamilyNames kOpenElmNames = {"transformer.token_embeddings.weight",
+                                       "transformer.norm.weight", "lm_head.weight",
+                                       "transformer.layers."};
 
-// HF name -> canonical name. kIgnore for tensors the spec derives (tied lm_head, inv_freq).
-NameKind hf_to_canonical(const std::string& hf, const ModelSpec& spec, std::string* canonical) {
-  for (const NamePair& p : kGlobalNames) {
-    if (hf != p.hf) continue;
-    if (spec.tied_embeddings && std::string(p.canonical) == names::kOutput)
-      return NameKind::kIgnore;
-    *canonical = p.canonical;
-    return NameKind::kTensor;
-  }
-  const std::string prefix = kLayerPrefix;
-  if (hf.compare(0, prefix.size(), prefix) != 0) return NameKind::kUnknown;
-  size_t pos = prefix.size();
-  int64_t layer = 0;
-  const size_t digits_begin = pos;
-  while (pos < hf.size() && hf[pos] >= '0' && hf[pos] <= '9' && pos - digits_begin < 9) {
-    layer = layer * 10 + (hf[pos] - '0');
-    ++pos;
-  }
-  if (pos == digits_begin || pos >= hf.size() || hf[pos] != '.') return NameKind::kUnknown;
-  if (pos - digits_begin > 1 && hf[digits_begin] == '0') return NameKind::kUnknown;  // "01"
-  if (layer >= spec.n_layer()) return NameKind::kUnknown;
-  const std::string rest = hf.substr(pos + 1);
-  if (rest == kRotaryInvFreq) return NameKind::kIgnore;
-  for (const NamePair& p : kBlockNames) {
-    if (rest == p.hf) {
-      *canonical = names::blk(layer, p.canonical);
-      return NameKind::kTensor;
+const FamilyNames& family_names(Family f) {
+  return f == Family::kOpenELM ? kOpenElmNames : kLlamaNames;
+}
+
+std::vector<HfRule> hf_rules(const ModelSpec& spec) {
+  const Family fam = spec.family;
+  const FamilyNames& fn = family_names(fam);
+  const bool gemma = fam == Family::kGemma3;
+  const float norm_add = gemma ? 1.0f : 0.0f;
+  std::vector<HfRule> r;
+  auto one = [&](std::string hf, std::string canonical, int64_t rows, float add = 0.0f) {
+    r.push_back({std::move(hf), {{std::move(canonical), rows}}, add});
+  };
+  const int64_t d = spec.d_model;
+  one(fn.embed, names::kTokenEmbd, spec.vocab);
+  for (int64_t i = 0; i < spec.n_layer(); ++i) {
+    const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
+    const std::string p = fn.layer_prefix + std::to_string(i) + ".";
+    auto b = [&](const char* s) { return names::blk(i, s); };
+    const int64_t q = l.n_head * l.head_dim, kv = l.n_kv_head * l.head_dim;
+    if (fam == Family::kOpenELM) {
+      one(p + "attn_norm.weight", b(names::kAttnNorm), d);
+      r.push_back({p + "attn.qkv_proj.weight",
+                   {{b(names::kAttnQ), q}, {b(names::kAttnK), kv}, {b(names::kAttnV), kv}}});
+      if (l.qk_norm) {
+        one(p + "attn.q_norm.weight", b(names::kAttnQNorm), l.head_dim);
+        one(p + "attn.k_norm.weight", b(names::kAttnKNorm), l.head_dim);
+      }
+      one(p + "attn.out_proj.weight", b(names::kAttnOut), d);
+      one(p + "ffn_norm.weight", b(names::kFfnNorm), d);
+      r.push_back({p + "ffn.proj_1.weight", {{b(names::kFfnGate), l.ffn_dim}, {b(names::kFfnUp), l.ffn_dim}}});
+      one(p + "ffn.proj_2.weight", b(names::kFfnDown), d);
+      continue;
+    }
+    one(p + "input_layernorm.weight", b(names::kAttnNorm), d, norm_add);
+    if (fam == Family::kPhi3) {
+      r.push_back({p + "self_attn.qkv_proj.weight",
+                   {{b(names::kAttnQ), q}, {b(names::kAttnK), kv}, {b(names::kAttnV), kv}}});
+    } else {
+      one(p + "self_attn.q_proj.weight", b(names::kAttnQ), q);
+      one(p + "self_attn.k_proj.weight", b(names::kAttnK), kv);
+      one(p + "self_attn.v_proj.weight", b(names::kAttnV), kv);
+    }
+    if (l.attn_qkv_bias) {
+      one(p + "self_attn.q_proj.bias", b(names::kAttnQBias), q);
+      one(p + "self_attn.k_proj.bias", b(names::kAttnKBias), kv);
+      one(p + "self_attn.v_proj.bias", b(names::kAttnVBias), kv);
+    }
+    if (l.qk_norm) {
+      one(p + "self_attn.q_norm.weight", b(names::kAttnQNorm), l.head_dim, norm_add);
+      one(p + "self_attn.k_norm.weight", b(names::kAttnKNorm), l.head_dim, norm_add);
+    }
+    one(p + "self_attn.o_proj.weight", b(names::kAttnOut), d);
+    if (l.attn_out_bias) one(p + "self_attn.o_proj.bias", b(names::kAttnOutBias), d);
+    if (gemma) {
+      // Gemma 3: post_attention_layernorm normalises the attention OUTPUT; the MLP's input norm
+      // is pre_feedforward_layernorm.
+      one(p + "post_attention_layernorm.weight", b(names::kAttnPostNorm), d, norm_add);
+      one(p + "pre_feedforward_layernorm.weight", b(names::kFfnNorm), d, norm_add);
+      one(p + "post_feedforward_layernorm.weight", b(names::kFfnPostNorm), d, norm_add);
+    } else {
+      one(p + "post_attention_layernorm.weight", b(names::kFfnNorm), d);
+    }
+    if (l.is_moe()) {
+      // modeling_mixtral.py: block_sparse_moe.gate (router), experts.{e}.w1 (gate), w2 (down),
+      // w3 (up).
+      one(p + "block_sparse_moe.gate.weight", b(names::kFfnRouter), l.n_expert);
+      for (int64_t e = 0; e < l.n_expert; ++e) {
+        const std::string ep = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
+        one(ep + "w1.weight", names::expert(i, e, names::kFfnGate), l.ffn_dim);
+        one(ep + "w2.weight", names::expert(i, e, names::kFfnDown), d);
+        one(ep + "w3.weight", names::expert(i, e, names::kFfnUp), l.ffn_dim);
+      }
+    } else if (fam == Family::kPhi3) {
+      r.push_back({p + "mlp.gate_up_proj.weight", {{b(names::kFfnGate), l.ffn_dim}, {b(names::kFfnUp), l.ffn_dim}}});
+      one(p + "mlp.down_proj.weight", b(names::kFfnDown), d);
+    } else {
+      one(p + "mlp.gate_proj.weight", b(names::kFfnGate), l.ffn_dim);
+      one(p + "mlp.up_proj.weight", b(names::kFfnUp), l.ffn_dim);
+      one(p + "mlp.down_proj.weight", b(names::kFfnDown), d);
+    }
+    if (l.mlp_bias) {
+      one(p + "mlp.gate_proj.bias", b(names::kFfnGateBias), l.ffn_dim);
+      one(p + "mlp.up_proj.bias", b(names::kFfnUpBias), l.ffn_dim);
+      one(p + "mlp.down_proj.bias", b(names::kFfnDownBias), d);
     }
   }
-  return NameKind::kUnknown;
+  one(fn.final_norm, names::kOutputNorm, d, norm_add);
+  if (!spec.tied_embeddings) one(fn.head, names::kOutput, spec.vocab);
+  return r;
 }
 
-// Canonical name -> HF name; "" if the name is not one of ours.
-std::string canonical_to_hf(const std::string& name) {
-  for (const NamePair& p : kGlobalNames)
-    if (name == p.canonical) return p.hf;
-  const std::string prefix = "blk.";
-  if (name.compare(0, prefix.size(), prefix) != 0) return "";
-  const size_t dot = name.find('.', prefix.size());
-  if (dot == std::string::npos) return "";
-  const std::string layer = name.substr(prefix.size(), dot - prefix.size());
-  const std::string suffix = name.substr(dot + 1);
-  for (const NamePair& p : kBlockNames)
-    if (suffix == p.canonical) return kLayerPrefix + layer + "." + p.hf;
-  return "";
+// Tensors a checkpoint may carry that the spec derives: a tied model's lm_head copy, and the
+// RoPE frequencies old checkpoints saved as buffers.
+bool ignorable_hf_tensor(const std::string& hf, const ModelSpec& spec) {
+  const FamilyNames& fn = family_names(spec.family);
+  if (spec.tied_embeddings && hf == fn.head) return true;
+  const std::string suffix = "rotary_emb.inv_freq";
+  return hf.compare(0, std::strlen(fn.layer_prefix), fn.layer_prefix) == 0 &&
+         hf.size() > suffix.size() && hf.compare(hf.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
-
 // Typed access to config.json keys; every error names the file, the key and the value.
 class ConfigReader {
  public:
@@ -215,7 +274,7 @@ class ConfigReader {
   std::string prefix_;
 };
 
-// rope_scaling: null, {"rope_type"|"type": "default"} or the llama3 parameters.
+// rope_scaling: null, {"rope_type"|"type": "default"}, linear {factor} or the llama3 parameters.
 RopeScaling parse_rope_scaling(const json& rs, const std::string& origin, const char* key) {
   RopeScaling out;
   if (rs.is_null()) return out;
@@ -227,14 +286,98 @@ RopeScaling parse_rope_scaling(const json& rs, const std::string& origin, const 
   SLMC_CHECK(r.has(type_key), origin, ": key '", key, "' has no 'rope_type' (or 'type')");
   const std::string type = r.req_string(type_key);
   if (type == "default") return out;
-  SLMC_CHECK(type == "llama3", origin, ": unsupported ", prefix, type_key, " '", type,
-             "' (supported: llama3, default)");
+  SLMC_CHECK(type == "llama3" || type == "linear", origin, ": unsupported ", prefix, type_key,
+             " '", type, "' (supported: default, linear, llama3)");
+  if (type == "linear") {
+    out.type = "linear";
+    out.factor = r.req_number("factor");
+    SLMC_CHECK(out.factor > 0, origin, ": key '", prefix, "factor' must be > 0, got ", out.factor);
+    return out;
+  }
   out.type = "llama3";
   out.factor = r.req_number("factor");
   out.low_freq_factor = r.req_number("low_freq_factor");
   out.high_freq_factor = r.req_number("high_freq_factor");
   out.original_max_position = r.req_positive("original_max_position_embeddings");
   return out;
+}
+
+// OpenELM's make_divisible (modeling_openelm.py), used for its per-layer FFN widths.
+int64_t openelm_make_divisible(double v, int64_t divisor) {
+  const double dv = static_cast<double>(divisor);
+  int64_t new_v = std::max<int64_t>(divisor, static_cast<int64_t>(v + dv / 2) / divisor * divisor);
+  if (static_cast<double>(new_v) < 0.9 * v) new_v += divisor;
+  return new_v;
+}
+
+// A config list of one value per layer.
+std::vector<json> per_layer_list(const ConfigReader& r, const std::string& origin, const char* key,
+                                 int64_t n_layer) {
+  SLMC_CHECK(r.has(key), origin, ": missing required key '", key, "' (one value per layer)");
+  const json& v = r.at(key);
+  SLMC_CHECK(v.is_array() && static_cast<int64_t>(v.size()) == n_layer, origin, ": key '", key,
+             "' must be a list of ", n_layer, " values (num_transformer_layers), got ", v.dump());
+  return std::vector<json>(v.begin(), v.end());
+}
+
+// apple/OpenELM configuration_openelm.py as written to config.json (after __post_init__ has
+// expanded the per-layer lists).
+ModelSpec parse_openelm_config(const json& j, const ConfigReader& r, const std::string& origin) {
+  ModelSpec spec;
+  spec.family = Family::kOpenELM;
+  spec.d_model = r.req_positive("model_dim");
+  const int64_t n_layer = r.req_positive("num_transformer_layers");
+  const int64_t head_dim = r.req_positive("head_dim");
+  spec.vocab = r.req_positive("vocab_size");
+  spec.max_seq = r.opt_positive("max_context_length", 2048);
+  spec.norm_eps = 1e-6;  // OpenELMRMSNorm's default; the config has no key for it
+  spec.tied_embeddings = r.opt_bool("share_input_output_layers", true);
+  spec.bos_id = r.opt_token_id("bos_token_id", 1);
+  spec.eos_id = r.opt_token_id("eos_token_id", 2);
+  const std::string act = r.has("activation_fn_name") ? r.req_string("activation_fn_name") : "swish";
+  SLMC_CHECK(act == "swish" || act == "silu" || act == "gelu_pytorch_tanh", origin,
+             ": unsupported activation_fn_name '", act, "' (supported: swish, gelu_pytorch_tanh)");
+  spec.act = act == "gelu_pytorch_tanh" ? Activation::kGeluTanh : Activation::kSilu;
+  SLMC_CHECK(r.opt_bool("ffn_with_glu", true), origin,
+             ": key 'ffn_with_glu' false (a non-gated FFN) is not supported");
+  if (r.has("normalization_layer_name")) {
+    const std::string n = r.req_string("normalization_layer_name");
+    SLMC_CHECK(n == "rms_norm", origin, ": unsupported normalization_layer_name '", n,
+               "' (supported: rms_norm)");
+  }
+  const bool qk_norm = r.opt_bool("normalize_qk_projections", false);
+  const double theta = r.opt_number("rope_freq_constant", 10000.0);
+  SLMC_CHECK(theta > 0, origin, ": key 'rope_freq_constant' must be > 0, got ", theta);
+  const int64_t divisor = r.opt_positive("ffn_dim_divisor", 256);
+  const auto nq = per_layer_list(r, origin, "num_query_heads", n_layer);
+  const auto nkv = per_layer_list(r, origin, "num_kv_heads", n_layer);
+  std::vector<json> mult;
+  if (r.has("ffn_multipliers") && r.at("ffn_multipliers").is_number())
+    mult.assign(static_cast<size_t>(n_layer), r.at("ffn_multipliers"));
+  else
+    mult = per_layer_list(r, origin, "ffn_multipliers", n_layer);
+  for (int64_t i = 0; i < n_layer; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    const std::string at = "[" + std::to_string(i) + "]";
+    SLMC_CHECK(nq[k].is_number_integer() && nq[k].get<int64_t>() > 0, origin,
+               ": num_query_heads", at, " must be a positive integer, got ", nq[k].dump());
+    SLMC_CHECK(nkv[k].is_number_integer() && nkv[k].get<int64_t>() > 0, origin,
+               ": num_kv_heads", at, " must be a positive integer, got ", nkv[k].dump());
+    SLMC_CHECK(mult[k].is_number() && mult[k].get<double>() > 0, origin, ": ffn_multipliers", at,
+               " must be a positive number, got ", mult[k].dump());
+    LayerSpec l;
+    l.n_head = nq[k].get<int64_t>();
+    l.n_kv_head = nkv[k].get<int64_t>();
+    SLMC_CHECK(l.n_head % l.n_kv_head == 0, origin, ": num_query_heads", at, " ", l.n_head,
+               " is not a multiple of num_kv_heads", at, " ", l.n_kv_head);
+    l.head_dim = head_dim;
+    l.ffn_dim = openelm_make_divisible(mult[k].get<double>() * static_cast<double>(spec.d_model), divisor);
+    l.rope_theta = theta;
+    l.qk_norm = qk_norm;
+    spec.layers.push_back(l);
+  }
+  (void)j;
+  return spec;
 }
 
 }  // namespace
@@ -256,8 +399,19 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
   SLMC_CHECK(arch != nullptr, origin, ": unsupported model_type '", model_type,
              "' (supported: ", supported_model_types(), ")");
 
+  if (arch->family == Family::kOpenELM) {
+    ModelSpec spec = parse_openelm_config(j, r, origin);
+    try {
+      spec.validate();
+    } catch (const Error& e) {
+      fail(origin, ": ", e.what());
+    }
+    return spec;
+  }
+
+  const Family fam = arch->family;
   ModelSpec spec;
-  spec.family = arch->family;
+  spec.family = fam;
   spec.d_model = r.req_positive("hidden_size");
   const int64_t ffn_dim = r.req_positive("intermediate_size");
   const int64_t n_layer = r.req_positive("num_hidden_layers");
@@ -268,6 +422,8 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
   int64_t head_dim = 0;
   if (r.has("head_dim")) {
     head_dim = r.opt_positive("head_dim", 0);
+  } else if (fam == Family::kGemma3) {
+    head_dim = 256;  // Gemma3TextConfig default
   } else {
     SLMC_CHECK(spec.d_model % n_head == 0, origin, ": hidden_size ", spec.d_model,
                " is not divisible by num_attention_heads ", n_head, " (and no head_dim is given)");
@@ -275,20 +431,33 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
   }
   spec.vocab = r.req_positive("vocab_size");
   spec.max_seq = r.opt_positive("max_position_embeddings", arch->default_max_position);
-  spec.norm_eps = r.opt_number("rms_norm_eps", kDefaultRmsNormEps);
+  spec.norm_eps = r.opt_number("rms_norm_eps", arch->default_norm_eps);
   SLMC_CHECK(spec.norm_eps > 0 && spec.norm_eps < 1, origin,
              ": key 'rms_norm_eps' out of range: ", spec.norm_eps);
-  spec.tied_embeddings = r.opt_bool("tie_word_embeddings", false);
-  spec.bos_id = r.opt_token_id("bos_token_id", spec.bos_id);
-  spec.eos_id = r.opt_token_id("eos_token_id", spec.eos_id);
-  if (r.has("hidden_act")) {
-    const std::string act = r.req_string("hidden_act");
-    SLMC_CHECK(activation_from_name(act, &spec.act), origin, ": unsupported hidden_act '", act,
-               "'");
+  spec.tied_embeddings = r.opt_bool("tie_word_embeddings", arch->default_tied);
+  spec.bos_id = r.opt_token_id("bos_token_id", fam == Family::kGemma3 ? 2 : spec.bos_id);
+  spec.eos_id = r.opt_token_id("eos_token_id", fam == Family::kGemma3 ? 1 : spec.eos_id);
+  // Gemma 3 names the MLP activation hidden_activation (default gelu_pytorch_tanh).
+  const char* act_key = fam == Family::kGemma3 ? "hidden_activation" : "hidden_act";
+  if (fam == Family::kGemma3) spec.act = Activation::kGeluTanh;
+  if (r.has(act_key)) {
+    const std::string act = r.req_string(act_key);
+    SLMC_CHECK(activation_from_name(act, &spec.act), origin, ": unsupported ", act_key, " '", act,
+               "' (supported: silu, gelu_pytorch_tanh)");
   }
+  if (r.has("partial_rotary_factor")) {
+    const double prf = r.req_number("partial_rotary_factor");
+    SLMC_CHECK(prf == 1.0, origin, ": key 'partial_rotary_factor' ", prf,
+               " is not supported (RoPE on part of each head); only 1.0");
+  }
+  for (const char* cap : {"attn_logit_softcapping", "final_logit_softcapping"})
+    SLMC_CHECK(!r.has(cap), origin, ": key '", cap, "' = ", j.contains(cap) ? j.at(cap).dump() : "",
+               " is not supported (logit soft-capping); only null");
+  SLMC_CHECK(!r.opt_bool("use_bidirectional_attention", false), origin,
+             ": key 'use_bidirectional_attention' true is not supported (decoders only)");
 
   // RoPE: transformers < 5 writes rope_theta + rope_scaling; >= 5 writes rope_parameters.
-  double rope_theta = r.opt_number("rope_theta", 10000.0);
+  double rope_theta = r.opt_number("rope_theta", arch->default_rope_theta);
   if (r.has("rope_scaling")) {
     spec.rope_scaling = parse_rope_scaling(r.at("rope_scaling"), origin, "rope_scaling");
   } else if (r.has("rope_parameters")) {
@@ -305,42 +474,92 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
   layer.ffn_dim = ffn_dim;
   layer.rope_theta = rope_theta;
   layer.attn_qkv_bias = arch->qkv_bias;
-  if (arch->family == Family::kLlama) {
-    // LlamaAttention puts `attention_bias` on q, k, v and o alike.
+  if (fam == Family::kLlama || fam == Family::kGemma3) {
+    // LlamaAttention / Gemma3Attention put `attention_bias` on q, k, v and o alike.
     layer.attn_qkv_bias = layer.attn_out_bias = r.opt_bool("attention_bias", false);
-    layer.mlp_bias = r.opt_bool("mlp_bias", false);
+  }
+  if (fam == Family::kLlama) layer.mlp_bias = r.opt_bool("mlp_bias", false);
+  if (fam == Family::kMixtral) {
+    layer.n_expert = r.opt_positive("num_local_experts", 8);
+    layer.n_expert_used = r.opt_positive("num_experts_per_tok", 2);
+    SLMC_CHECK(layer.n_expert_used <= layer.n_expert, origin, ": num_experts_per_tok ",
+               layer.n_expert_used, " exceeds num_local_experts ", layer.n_expert);
+  }
+  if (fam == Family::kGemma3) {
+    layer.qk_norm = true;
+    layer.post_norms = true;
+    const double qpas = r.opt_number("query_pre_attn_scalar", 256.0);
+    SLMC_CHECK(qpas > 0, origin, ": key 'query_pre_attn_scalar' must be > 0, got ", qpas);
+    layer.attn_scale = std::pow(qpas, -0.5);
+    spec.embed_scale = std::sqrt(static_cast<double>(spec.d_model));
   }
   spec.layers.assign(static_cast<size_t>(n_layer), layer);
 
-  if (arch->family == Family::kMistral) {
+  // The window of the families that use one sliding_window for every layer: null (or absent,
+  // where the config class defaults to None) means full attention.
+  auto uniform_window = [&](int64_t default_window) -> int64_t {
+    if (r.has("sliding_window")) return r.opt_positive("sliding_window", 0);
+    return j.contains("sliding_window") ? 0 : default_window;
+  };
+  // layer_types: "full_attention" / "sliding_attention" per layer; false when absent.
+  auto read_layer_types = [&](std::vector<bool>* sliding) {
+    if (!r.has("layer_types")) return false;
+    const json& types = r.at("layer_types");
+    SLMC_CHECK(types.is_array() && static_cast<int64_t>(types.size()) == n_layer, origin,
+               ": key 'layer_types' must be a list of ", n_layer, " strings, got ", types.dump());
+    sliding->assign(static_cast<size_t>(n_layer), false);
+    for (int64_t i = 0; i < n_layer; ++i) {
+      const json& t = types[static_cast<size_t>(i)];
+      const bool s = t.is_string() && t.get<std::string>() == "sliding_attention";
+      SLMC_CHECK(s || (t.is_string() && t.get<std::string>() == "full_attention"), origin,
+                 ": layer_types[", i, "] must be \"full_attention\" or \"sliding_attention\", got ",
+                 t.dump());
+      (*sliding)[static_cast<size_t>(i)] = s;
+    }
+    return true;
+  };
+
+  if (fam == Family::kMistral) {
     // MistralConfig: sliding_window (default 4096) on every layer; null means full attention.
-    const int64_t window = r.has("sliding_window")        ? r.opt_positive("sliding_window", 0)
-                           : j.contains("sliding_window") ? 0
-                                                          : kDefaultSlidingWindow;
+    const int64_t window = uniform_window(kDefaultSlidingWindow);
     for (LayerSpec& l : spec.layers) l.window = window;
-  } else if (arch->family == Family::kQwen2) {
+  } else if (fam == Family::kMixtral || fam == Family::kPhi3) {
+    // MixtralConfig / Phi3Config: sliding_window defaults to None; current transformers masks
+    // with it when set (key j visible from query i iff i - j < window).
+    const int64_t window = uniform_window(0);
+    for (LayerSpec& l : spec.layers) l.window = window;
+  } else if (fam == Family::kGemma3) {
+    // Gemma3TextConfig: local (sliding) layers use sliding_window and rope_local_base_freq with
+    // plain RoPE; global layers full attention with rope_theta and rope_scaling. Which is which:
+    // layer_types, else sliding_window_pattern (layer i is global iff (i + 1) % pattern == 0).
+    const int64_t window = uniform_window(4096);
+    const double local_theta = r.opt_number("rope_local_base_freq", 10000.0);
+    SLMC_CHECK(local_theta > 0, origin, ": key 'rope_local_base_freq' must be > 0, got ",
+               local_theta);
+    std::vector<bool> sliding;
+    if (!read_layer_types(&sliding)) {
+      const char* pk = r.has("sliding_window_pattern") ? "sliding_window_pattern" : "_sliding_window_pattern";
+      const int64_t pattern = r.opt_positive(pk, 6);
+      sliding.resize(static_cast<size_t>(n_layer));
+      for (int64_t i = 0; i < n_layer; ++i) sliding[static_cast<size_t>(i)] = (i + 1) % pattern != 0;
+    }
+    for (int64_t i = 0; i < n_layer; ++i) {
+      LayerSpec& l = spec.layers[static_cast<size_t>(i)];
+      if (!sliding[static_cast<size_t>(i)]) continue;
+      l.window = window;
+      l.rope_theta = local_theta;
+      l.rope_scaled = false;
+    }
+  } else if (fam == Family::kQwen2) {
     // Qwen2Config: sliding_window counts only if use_sliding_window; then it applies to the
     // layers listed as "sliding_attention" in layer_types, or by default to layers
     // i >= max_window_layers.
     const bool use_sliding = r.opt_bool("use_sliding_window", false);
-    int64_t window = 0;
-    if (use_sliding) {
-      window = r.has("sliding_window")        ? r.opt_positive("sliding_window", 0)
-               : j.contains("sliding_window") ? 0
-                                              : kDefaultSlidingWindow;
-    }
-    if (r.has("layer_types")) {
-      const json& types = r.at("layer_types");
-      SLMC_CHECK(types.is_array() && static_cast<int64_t>(types.size()) == n_layer, origin,
-                 ": key 'layer_types' must be a list of ", n_layer, " strings, got ", types.dump());
-      for (int64_t i = 0; i < n_layer; ++i) {
-        const json& t = types[static_cast<size_t>(i)];
-        const bool sliding = t.is_string() && t.get<std::string>() == "sliding_attention";
-        SLMC_CHECK(sliding || (t.is_string() && t.get<std::string>() == "full_attention"), origin,
-                   ": layer_types[", i,
-                   "] must be \"full_attention\" or \"sliding_attention\", got ", t.dump());
-        spec.layers[static_cast<size_t>(i)].window = sliding ? window : 0;
-      }
+    const int64_t window = use_sliding ? uniform_window(kDefaultSlidingWindow) : 0;
+    std::vector<bool> sliding;
+    if (read_layer_types(&sliding)) {
+      for (int64_t i = 0; i < n_layer; ++i)
+        spec.layers[static_cast<size_t>(i)].window = sliding[static_cast<size_t>(i)] ? window : 0;
     } else if (window > 0) {
       const int64_t max_window_layers = r.has("max_window_layers") ? r.req_int("max_window_layers")
                                                                    : kDefaultQwen2MaxWindowLayers;
@@ -361,8 +580,8 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
 
 std::string hf_config_json(const ModelSpec& spec, DType dtype) {
   const HfArch* arch = arch_for_family(spec.family);
-  SLMC_CHECK(arch != nullptr, "Hugging Face config: family '", family_name(spec.family),
-             "' is not supported (supported: ", supported_model_types(), ")");
+  SLMC_CHECK(arch != nullptr && arch->writable, "Hugging Face config: writing family '",
+             family_name(spec.family), "' is not supported (supported: llama, mistral, qwen2)");
   spec.validate();
   const LayerSpec& l0 = spec.layers.front();
   const std::string what = str_cat("Hugging Face ", arch->model_type, " config");
@@ -513,20 +732,46 @@ LoadedModel load_hf_model(const std::string& dir) {
     }
   }
 
+  std::map<std::string, const HfRule*> rule_of;
+  const std::vector<HfRule> rules = hf_rules(m.spec);
+  for (const HfRule& r : rules) rule_of[r.hf] = &r;
   for (const auto& kv : weight_map) {
     const std::string& hf_name = kv.first;
     const SafetensorsFile& shard = *shards.at(kv.second);
     SLMC_CHECK(shard.has(hf_name), shard.path(), ": tensor '", hf_name, "' listed in ", kIndexFile,
                " is not in this shard");
-    std::string canonical;
-    const NameKind kind = hf_to_canonical(hf_name, m.spec, &canonical);
-    SLMC_CHECK(kind != NameKind::kUnknown, shard.path(), ": unknown tensor '", hf_name, "' for a ",
-               family_name(m.spec.family), " model with ", m.spec.n_layer(), " layers");
-    if (kind == NameKind::kIgnore) continue;
+    auto it = rule_of.find(hf_name);
+    if (it == rule_of.end()) {
+      SLMC_CHECK(ignorable_hf_tensor(hf_name, m.spec), shard.path(), ": unknown tensor '", hf_name,
+                 "' for a ", family_name(m.spec.family), " model with ", m.spec.n_layer(),
+                 " layers");
+      continue;
+    }
+    const HfRule& rule = *it->second;
     HostTensor t = shard.read(hf_name);
     const SafetensorsEntry& e = shard.entries().at(hf_name);
     m.bytes_by_dtype[dtype_name(e.dtype)] += static_cast<int64_t>(e.end - e.begin);
-    m.tensors.emplace(canonical, std::move(t));
+    if (rule.add != 0.0f)
+      for (float& v : t.data) v += rule.add;
+    if (rule.pieces.size() == 1) {
+      m.tensors.emplace(rule.pieces[0].canonical, std::move(t));
+      continue;
+    }
+    // A fused tensor: its rows are the pieces' rows, in order.
+    int64_t rows = 0;
+    for (const Piece& pc : rule.pieces) rows += pc.rows;
+    SLMC_CHECK(t.shape.size() == 2 && t.shape[0] == rows, shard.path(), ": tensor '", hf_name,
+               "' has shape ", t.shape_str(), "; the config implies ", rows, " rows (",
+               rule.pieces.size(), " fused tensors)");
+    const int64_t cols = t.shape[1];
+    int64_t row0 = 0;
+    for (const Piece& pc : rule.pieces) {
+      HostTensor part;
+      part.shape = {pc.rows, cols};
+      part.data.assign(t.data.begin() + row0 * cols, t.data.begin() + (row0 + pc.rows) * cols);
+      row0 += pc.rows;
+      m.tensors.emplace(pc.canonical, std::move(part));
+    }
   }
   check_tensors(m.spec, m.tensors, dir);
   return m;
@@ -536,14 +781,25 @@ void save_hf_model(const std::string& dir, const ModelSpec& spec, const TensorMa
                    DType dtype) {
   const std::string config = hf_config_json(spec, dtype);  // rejects what HF cannot express
   check_tensors(spec, tensors, dir);
-  std::map<std::string, const HostTensor*> by_hf_name;  // sorted by HF name, like HF's writer
-  for (const auto& kv : tensors) {
-    const std::string name = canonical_to_hf(kv.first);
-    SLMC_CHECK(!name.empty(), dir, ": no Hugging Face name for tensor ", kv.first);
-    by_hf_name.emplace(name, &kv.second);
+  // Every rule's HF tensor: its pieces' rows concatenated, with the load-time offset undone.
+  std::map<std::string, HostTensor> by_hf_name;  // sorted by HF name, like HF's writer
+  for (const HfRule& r : hf_rules(spec)) {
+    HostTensor out;
+    for (const Piece& pc : r.pieces) {
+      const HostTensor& t = tensors.at(pc.canonical);
+      if (out.shape.empty()) {
+        out.shape = t.shape;
+      } else {
+        out.shape[0] += t.shape[0];
+      }
+      out.data.insert(out.data.end(), t.data.begin(), t.data.end());
+    }
+    if (r.add != 0.0f)
+      for (float& v : out.data) v -= r.add;
+    by_hf_name.emplace(r.hf, std::move(out));
   }
   std::vector<NamedTensor> hf;
-  for (const auto& kv : by_hf_name) hf.push_back({kv.first, kv.second});
+  for (const auto& kv : by_hf_name) hf.push_back({kv.first, &kv.second});
   std::error_code ec;
   fs::create_directories(dir, ec);
   SLMC_CHECK(!ec && fs::is_directory(dir), dir, ": cannot create directory: ", ec.message());

@@ -19,6 +19,8 @@ torch::Tensor rope_inv_freq(const ModelSpec& spec, const LayerSpec& l) {
   auto idx = torch::arange(0, hd, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(hd);
   auto inv_freq = 1.0 / torch::pow(torch::full({}, l.rope_theta, torch::kFloat32), idx);
   const RopeScaling& rs = spec.rope_scaling;
+  if (!l.rope_scaled) return inv_freq;
+  if (rs.type == "linear") return inv_freq / rs.factor;  // _compute_linear_scaling_rope_parameters
   if (rs.type == "llama3") {
     const double old_ctx = static_cast<double>(rs.original_max_position);
     const double low_wavelen = old_ctx / rs.low_freq_factor;
@@ -119,7 +121,46 @@ torch::Tensor Transformer::embed(const torch::Tensor& tokens) const {
   const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
   SLMC_CHECK(lo >= 0 && hi < spec_.vocab, "token id ", lo < 0 ? lo : hi, " is outside the vocab [0, ",
              spec_.vocab, ")");
-  return torch::embedding(p(names::kTokenEmbd), tokens);  // (B, T, D)
+  auto x = torch::embedding(p(names::kTokenEmbd), tokens);  // (B, T, D)
+  // gemma3: embed * embed_scale, the scale rounded to the weights' dtype (fp32) first.
+  if (spec_.embed_scale != 1.0) x = x * static_cast<float>(spec_.embed_scale);
+  return x;
+}
+
+torch::Tensor Transformer::mlp(int64_t i, const torch::Tensor& h) const {
+  const LayerSpec& l = spec_.layers[static_cast<size_t>(i)];
+  auto act = [&](const torch::Tensor& g) {
+    return spec_.act == Activation::kSilu ? torch::silu(g) : torch::gelu(g, /*approximate=*/"tanh");
+  };
+  if (!l.is_moe()) {
+    const char* mb = l.mlp_bias ? "bias" : nullptr;
+    auto gate = act(linear(names::blk(i, names::kFfnGate), h, mb));
+    auto up = linear(names::blk(i, names::kFfnUp), h, mb);
+    return linear(names::blk(i, names::kFfnDown), gate * up, mb);
+  }
+  // Mixture of experts (modeling_mixtral.py): softmax over the router logits in fp32, the top
+  // n_expert_used renormalised to sum 1, each expert run on the tokens routed to it, the
+  // weighted outputs added in expert order.
+  const int64_t D = h.size(-1);
+  auto flat = h.reshape({-1, D});
+  auto probs = torch::softmax(linear(names::blk(i, names::kFfnRouter), flat, nullptr), -1);
+  auto top = probs.topk(l.n_expert_used, -1);
+  auto top_w = std::get<0>(top), top_i = std::get<1>(top);
+  top_w = top_w / top_w.sum(-1, /*keepdim=*/true);
+  auto out = torch::zeros_like(flat);
+  for (int64_t e = 0; e < l.n_expert; ++e) {
+    auto chosen = top_i == e;                                      // (N, k)
+    auto rows = chosen.any(-1).nonzero().squeeze(1);               // tokens routed to e
+    if (rows.numel() == 0) continue;
+    auto w = (top_w * chosen).sum(-1).index_select(0, rows).unsqueeze(1);
+    auto x = flat.index_select(0, rows);
+    auto y = linear(names::expert(i, e, names::kFfnDown),
+                    act(linear(names::expert(i, e, names::kFfnGate), x, nullptr)) *
+                        linear(names::expert(i, e, names::kFfnUp), x, nullptr),
+                    nullptr);
+    out.index_add_(0, rows, y * w);
+  }
+  return out.view(h.sizes());
 }
 
 torch::Tensor Transformer::layer(int64_t i, const torch::Tensor& x_in, KVCache* cache) const {
@@ -145,6 +186,10 @@ torch::Tensor Transformer::layer(int64_t i, const torch::Tensor& x_in, KVCache* 
   auto q = linear(names::blk(i, names::kAttnQ), h, qkv_bias).view({B, T, H, hd}).transpose(1, 2);
   auto k = linear(names::blk(i, names::kAttnK), h, qkv_bias).view({B, T, KV, hd}).transpose(1, 2);
   auto v = linear(names::blk(i, names::kAttnV), h, qkv_bias).view({B, T, KV, hd}).transpose(1, 2);
+  if (l.qk_norm) {  // per head, over head_dim, before RoPE (gemma3, openelm)
+    q = rms_norm(q, p(names::blk(i, names::kAttnQNorm)), spec_.norm_eps);
+    k = rms_norm(k, p(names::blk(i, names::kAttnKNorm)), spec_.norm_eps);
+  }
 
   auto freqs = torch::outer(pos, inv_freq_[static_cast<size_t>(i)]);  // (T, hd/2)
   auto emb = torch::cat({freqs, freqs}, -1);
@@ -164,19 +209,18 @@ torch::Tensor Transformer::layer(int64_t i, const torch::Tensor& x_in, KVCache* 
   }
   auto allowed = causal;
   if (l.window > 0) allowed = allowed.logical_and(qpos - kpos < l.window);
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd)));
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * l.softmax_scale();
   scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
   auto attn = torch::matmul(torch::softmax(scores, -1), v);  // (B, H, T, hd)
   attn = attn.transpose(1, 2).reshape({B, T, H * hd});
-  x = x + linear(names::blk(i, names::kAttnOut), attn, l.attn_out_bias ? "bias" : nullptr);
+  auto o = linear(names::blk(i, names::kAttnOut), attn, l.attn_out_bias ? "bias" : nullptr);
+  if (l.post_norms) o = rms_norm(o, p(names::blk(i, names::kAttnPostNorm)), spec_.norm_eps);
+  x = x + o;
 
   h = rms_norm(x, p(names::blk(i, names::kFfnNorm)), spec_.norm_eps);
-  const char* mb = l.mlp_bias ? "bias" : nullptr;
-  auto gate = linear(names::blk(i, names::kFfnGate), h, mb);
-  gate = spec_.act == Activation::kSilu ? torch::silu(gate)
-                                        : torch::gelu(gate, /*approximate=*/"tanh");
-  auto up = linear(names::blk(i, names::kFfnUp), h, mb);
-  return x + linear(names::blk(i, names::kFfnDown), gate * up, mb);
+  auto y = mlp(i, h);
+  if (l.post_norms) y = rms_norm(y, p(names::blk(i, names::kFfnPostNorm)), spec_.norm_eps);
+  return x + y;
 }
 
 torch::Tensor Transformer::head(const torch::Tensor& x) const {

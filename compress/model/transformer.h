@@ -1,5 +1,7 @@
-// The LibTorch decoder built from a ModelSpec: RMSNorm, RoPE (rotate-half convention, llama3
-// scaling), GQA attention with optional sliding window, gated MLP, fp32, batched, KV cache.
+// The LibTorch decoder built from a ModelSpec: RMSNorm, RoPE (rotate-half convention, linear and
+// llama3 scaling, per-layer base), GQA attention with optional sliding window, q/k norms and
+// post-sublayer norms (gemma3, openelm), gated MLP or a top-k mixture of experts (mixtral), fp32,
+// batched, KV cache.
 #pragma once
 
 #include <torch/types.h>
@@ -23,7 +25,8 @@ struct KVCache {
 };
 
 // Called for every linear layer with its canonical weight name ("blk.0.attn_q.weight"), the input
-// (..., in_features) and the output (..., out_features). Calibration passes record from it.
+// (..., in_features) and the output (..., out_features). Calibration passes record from it. An
+// expert's linears see only the tokens routed to it (and are not called when none is).
 using LinearHook = std::function<void(const std::string& weight_name, const torch::Tensor& input,
                                       const torch::Tensor& output)>;
 
@@ -61,6 +64,7 @@ class Transformer {
 
  private:
   torch::Tensor linear(const std::string& name, const torch::Tensor& x, const char* bias) const;
+  torch::Tensor mlp(int64_t layer, const torch::Tensor& h) const;  // dense gated MLP or experts
   const torch::Tensor& p(const std::string& name) const;
 
   ModelSpec spec_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <set>
 
 #include "compress/core/error.h"
 #include "compress/core/tensor_names.h"
@@ -34,15 +35,20 @@ void rope(float* x, int64_t n_head, int64_t hd, const std::vector<float>& inv_fr
   }
 }
 
-// The RoPE frequencies exactly as the LibTorch model computes them (fp32), llama3 scaling included.
+// The RoPE frequencies exactly as the LibTorch model computes them (fp32), llama3 and linear
+// scaling included. A layer with rope_scaled == false (gemma3's local layers) gets plain RoPE with
+// its own theta.
 std::vector<float> inv_freq_for(const ModelSpec& spec, const LayerSpec& l) {
   const int64_t hd = l.head_dim;
   std::vector<float> f(static_cast<size_t>(hd / 2));
   const RopeScaling& rs = spec.rope_scaling;
+  const std::string type = l.rope_scaled ? rs.type : "none";
   for (int64_t i = 0; i < hd / 2; ++i) {
     const float idx = static_cast<float>(2 * i) / static_cast<float>(hd);
     float inv = 1.0f / std::pow(static_cast<float>(l.rope_theta), idx);
-    if (rs.type == "llama3") {
+    if (type == "linear") {
+      inv = inv / static_cast<float>(rs.factor);
+    } else if (type == "llama3") {
       const double old_ctx = static_cast<double>(rs.original_max_position);
       const double low_wavelen = old_ctx / rs.low_freq_factor;
       const double high_wavelen = old_ctx / rs.high_freq_factor;
@@ -66,6 +72,22 @@ void add_bias(float* y, const float* b, int64_t T, int64_t n) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t i = 0; i < n; ++i) y[t * n + i] += b[i];
 }
+
+// RMSNorm of each of the `rows` consecutive vectors of n values in place (qk_norm: one per head;
+// post_norms: one per token). rms_norm reads all of x before it writes out, so in place is safe.
+void rms_norm_rows(float* x, const float* w, int64_t rows, int64_t n, double eps, Isa isa) {
+  if (!w) return;
+  for (int64_t r = 0; r < rows; ++r) rms_norm(x + r * n, w, x + r * n, n, eps, isa);
+}
+
+float activation(Activation act, float g) {
+  return act == Activation::kSilu
+             ? g / (1.0f + std::exp(-g))
+             : 0.5f * g * (1.0f + std::tanh(0.7978845608f * (g + 0.044715f * g * g * g)));
+}
+
+// "blk.3.expert." for tensor names of layer 3's experts.
+std::string expert_prefix(int64_t layer) { return "blk." + std::to_string(layer) + ".expert."; }
 
 }  // namespace
 
@@ -109,10 +131,8 @@ Matrix Model::matrix(const std::string& name, int64_t rows, int64_t cols) {
 }
 
 Model::Model(const std::string& path) : file_(std::make_unique<format::SlmFile>(path)) {
+  // Every family ModelSpec can express runs: the forward below implements every spec feature.
   spec_ = ModelSpec::from_json(file_->spec_json(), path);
-  SLMC_CHECK(spec_.family == Family::kLlama || spec_.family == Family::kMistral ||
-                 spec_.family == Family::kQwen2,
-             path, ": the runtime does not run family '", family_name(spec_.family), "' yet");
   if (!file_->tokenizer_kind().empty()) {
     tokenizer_ = load_tokenizer_from_bytes(
         file_->tokenizer_kind(),
@@ -120,12 +140,10 @@ Model::Model(const std::string& path) : file_(std::make_unique<format::SlmFile>(
         path);
   }
   // Every tensor present must be one the spec expects (and vice versa, checked below).
-  std::vector<TensorDecl> decls = expected_tensors(spec_);
-  for (const format::SlmTensor& t : file_->tensors()) {
-    const bool known = std::any_of(decls.begin(), decls.end(),
-                                   [&](const TensorDecl& d) { return d.name == t.name; });
-    SLMC_CHECK(known, path, ": unexpected tensor ", t.name, " for this spec");
-  }
+  std::set<std::string> known;
+  for (const TensorDecl& d : expected_tensors(spec_)) known.insert(d.name);
+  for (const format::SlmTensor& t : file_->tensors())
+    SLMC_CHECK(known.count(t.name), path, ": unexpected tensor ", t.name, " for this spec");
   size_t packed_bytes = 0;
   for (const format::SlmTensor& t : file_->tensors())
     if (has_packed_layout(t.format)) packed_bytes += (t.n_bytes + 63) / 64 * 64;
@@ -149,10 +167,29 @@ Model::Model(const std::string& path) : file_(std::make_unique<format::SlmFile>(
       w.v_bias = vector(names::blk(i, names::kAttnVBias), kv);
     }
     if (l.attn_out_bias) w.o_bias = vector(names::blk(i, names::kAttnOutBias), d);
+    if (l.qk_norm) {
+      w.q_norm = vector(names::blk(i, names::kAttnQNorm), l.head_dim);
+      w.k_norm = vector(names::blk(i, names::kAttnKNorm), l.head_dim);
+    }
+    if (l.post_norms) {
+      w.attn_post_norm = vector(names::blk(i, names::kAttnPostNorm), d);
+      w.ffn_post_norm = vector(names::blk(i, names::kFfnPostNorm), d);
+    }
     w.ffn_norm = vector(names::blk(i, names::kFfnNorm), d);
-    w.gate = matrix(names::blk(i, names::kFfnGate), l.ffn_dim, d);
-    w.up = matrix(names::blk(i, names::kFfnUp), l.ffn_dim, d);
-    w.down = matrix(names::blk(i, names::kFfnDown), d, l.ffn_dim);
+    if (l.is_moe()) {
+      w.router = matrix(names::blk(i, names::kFfnRouter), l.n_expert, d);
+      for (int64_t e = 0; e < l.n_expert; ++e) {
+        ExpertWeights ew;
+        ew.gate = matrix(names::expert(i, e, names::kFfnGate), l.ffn_dim, d);
+        ew.up = matrix(names::expert(i, e, names::kFfnUp), l.ffn_dim, d);
+        ew.down = matrix(names::expert(i, e, names::kFfnDown), d, l.ffn_dim);
+        w.experts.push_back(std::move(ew));
+      }
+    } else {
+      w.gate = matrix(names::blk(i, names::kFfnGate), l.ffn_dim, d);
+      w.up = matrix(names::blk(i, names::kFfnUp), l.ffn_dim, d);
+      w.down = matrix(names::blk(i, names::kFfnDown), d, l.ffn_dim);
+    }
     if (l.mlp_bias) {
       w.gate_bias = vector(names::blk(i, names::kFfnGateBias), l.ffn_dim);
       w.up_bias = vector(names::blk(i, names::kFfnUpBias), l.ffn_dim);
@@ -170,9 +207,31 @@ uint64_t Model::weight_bytes() const {
 }
 
 uint64_t Model::bytes_per_token() const {
+  // Expert bytes per layer, scaled by n_expert_used / n_expert at the end (the experts of a layer
+  // share one shape and export format, so that is the bytes of the experts one token reads).
+  std::vector<uint64_t> expert_bytes(static_cast<size_t>(spec_.n_layer()), 0);
+  std::vector<std::string> prefixes;
+  for (int64_t i = 0; i < spec_.n_layer(); ++i) prefixes.push_back(expert_prefix(i));
   uint64_t n = 0;
-  for (const format::SlmTensor& t : file_->tensors())
-    if (t.name != names::kTokenEmbd || spec_.tied_embeddings) n += t.n_bytes;
+  for (const format::SlmTensor& t : file_->tensors()) {
+    if (t.name == names::kTokenEmbd && !spec_.tied_embeddings) continue;
+    bool is_expert = false;
+    for (int64_t i = 0; i < spec_.n_layer() && !is_expert; ++i) {
+      if (!spec_.layers[static_cast<size_t>(i)].is_moe()) continue;
+      const std::string& p = prefixes[static_cast<size_t>(i)];
+      if (t.name.compare(0, p.size(), p) == 0) {
+        expert_bytes[static_cast<size_t>(i)] += t.n_bytes;
+        is_expert = true;
+      }
+    }
+    if (!is_expert) n += t.n_bytes;
+  }
+  for (int64_t i = 0; i < spec_.n_layer(); ++i) {
+    const LayerSpec& l = spec_.layers[static_cast<size_t>(i)];
+    if (l.is_moe())
+      n += expert_bytes[static_cast<size_t>(i)] * static_cast<uint64_t>(l.n_expert_used) /
+           static_cast<uint64_t>(l.n_expert);
+  }
   return n;
 }
 
@@ -207,7 +266,8 @@ void Session::attention(int64_t layer, int64_t n) {
   const LayerSpec& l = m_.spec().layers[static_cast<size_t>(layer)];
   const int64_t H = l.n_head, KV = l.n_kv_head, hd = l.head_dim, group = H / KV;
   const int64_t q_dim = H * hd, kv_dim = KV * hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // The LibTorch model multiplies the fp32 scores by this double, i.e. by its float rounding.
+  const float scale = static_cast<float>(l.softmax_scale());
   const float* kc = reinterpret_cast<const float*>(k_cache_[static_cast<size_t>(layer)].data());
   const float* vc = reinterpret_cast<const float*>(v_cache_[static_cast<size_t>(layer)].data());
   const int64_t span = pos_ + n;  // keys visible to the last token
@@ -225,6 +285,98 @@ void Session::attention(int64_t layer, int64_t n) {
   });
 }
 
+void Session::mlp(const Matrix& gate, const Matrix& up, const Matrix& down, const float* gate_bias,
+                  const float* up_bias, const float* down_bias, int64_t ffn_dim, const float* in,
+                  int64_t rows, float* out) {
+  const ModelSpec& s = m_.spec();
+  prepare(gate, in, rows, false);
+  matmul(gate, gate_.data(), ffn_dim);
+  prepare(up, in, rows, true);
+  matmul(up, up_.data(), ffn_dim);
+  add_bias(gate_.data(), gate_bias, rows, ffn_dim);
+  add_bias(up_.data(), up_bias, rows, ffn_dim);
+  for (int64_t j = 0; j < rows * ffn_dim; ++j)
+    gate_[static_cast<size_t>(j)] =
+        activation(s.act, gate_[static_cast<size_t>(j)]) * up_[static_cast<size_t>(j)];
+  prepare(down, gate_.data(), rows, false);
+  matmul(down, out, s.d_model);
+  add_bias(out, down_bias, rows, s.d_model);
+}
+
+// Mixtral's sparse MoE block (HF MixtralSparseMoeBlock) per token t of h_:
+//   p = softmax(router . h_t) in fp32; the n_expert_used largest p (equal p: the lower expert
+//   index first, as torch.topk on CPU returns them); weight_e = p_e / (sum of the chosen p, added
+//   in that descending order, as HF sums topk's sorted output); out_t = sum over the chosen e, in
+//   increasing e, of weight_e * down_e(act(gate_e h_t) * up_e h_t), starting from 0 (HF's
+//   index_add_ over experts in increasing order).
+// Tokens are grouped by expert: the rows routed to expert e are gathered into one batch and run
+// through its three matrices together, so a forward streams every used expert once.
+void Session::moe(int64_t layer, int64_t n) {
+  const ModelSpec& s = m_.spec();
+  const LayerSpec& l = s.layers[static_cast<size_t>(layer)];
+  const LayerWeights& w = m_.layers()[static_cast<size_t>(layer)];
+  const int64_t d = s.d_model, E = l.n_expert, K = l.n_expert_used;
+  router_.resize(static_cast<size_t>(n * E));
+  prepare(w.router, h_.data(), n, false);
+  matmul(w.router, router_.data(), E);
+
+  routed_.resize(static_cast<size_t>(E));
+  for (auto& r : routed_) r.clear();
+  std::vector<float> p(static_cast<size_t>(E));
+  std::vector<int64_t> chosen(static_cast<size_t>(K));
+  std::vector<char> taken(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* logit = router_.data() + t * E;
+    float mx = -INFINITY;
+    for (int64_t e = 0; e < E; ++e) mx = std::max(mx, logit[e]);
+    float sum = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      p[static_cast<size_t>(e)] = std::exp(logit[e] - mx);
+      sum += p[static_cast<size_t>(e)];
+    }
+    for (int64_t e = 0; e < E; ++e) p[static_cast<size_t>(e)] /= sum;
+    // Top K by repeated arg-max: a strict > keeps the lowest index among equal values.
+    std::fill(taken.begin(), taken.end(), 0);
+    float chosen_sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      int64_t best = -1;
+      for (int64_t e = 0; e < E; ++e)
+        if (!taken[static_cast<size_t>(e)] &&
+            (best < 0 || p[static_cast<size_t>(e)] > p[static_cast<size_t>(best)]))
+          best = e;
+      taken[static_cast<size_t>(best)] = 1;
+      chosen[static_cast<size_t>(k)] = best;
+      chosen_sum += p[static_cast<size_t>(best)];
+    }
+    // routed_ gets tokens in increasing t per expert, whatever order the experts were chosen in.
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t e = chosen[static_cast<size_t>(k)];
+      routed_[static_cast<size_t>(e)].emplace_back(t, p[static_cast<size_t>(e)] / chosen_sum);
+    }
+  }
+
+  std::fill(q_.begin(), q_.begin() + n * d, 0.0f);
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& rows = routed_[static_cast<size_t>(e)];
+    if (rows.empty()) continue;  // an expert no token chose is not read at all
+    const int64_t m = static_cast<int64_t>(rows.size());
+    moe_in_.resize(static_cast<size_t>(m * d));
+    moe_out_.resize(static_cast<size_t>(m * d));
+    for (int64_t r = 0; r < m; ++r)
+      std::memcpy(moe_in_.data() + r * d, h_.data() + rows[static_cast<size_t>(r)].first * d,
+                  static_cast<size_t>(d) * sizeof(float));
+    const ExpertWeights& ew = w.experts[static_cast<size_t>(e)];
+    mlp(ew.gate, ew.up, ew.down, nullptr, nullptr, nullptr, l.ffn_dim, moe_in_.data(), m,
+        moe_out_.data());
+    for (int64_t r = 0; r < m; ++r) {
+      const float wt = rows[static_cast<size_t>(r)].second;
+      const float* y = moe_out_.data() + r * d;
+      float* acc = q_.data() + rows[static_cast<size_t>(r)].first * d;
+      for (int64_t j = 0; j < d; ++j) acc[j] += y[j] * wt;
+    }
+  }
+}
+
 void Session::forward(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
   const ModelSpec& s = m_.spec();
   SLMC_CHECK(n > 0, "runtime: forward of 0 tokens");
@@ -234,22 +386,29 @@ void Session::forward(const int32_t* tokens, int64_t n, float* logits, bool all_
     SLMC_CHECK(tokens[t] >= 0 && tokens[t] < s.vocab, "token id ", tokens[t],
                " is outside the vocab [0, ", s.vocab, ")");
   const int64_t d = s.d_model;
-  int64_t max_q = 0, max_ffn = 0;
+  // Layers may differ in heads, head_dim and ffn_dim (openelm): every buffer takes the largest.
+  int64_t max_q = 0, max_kv = 0, max_ffn = 0;
   for (const LayerSpec& l : s.layers) {
     max_q = std::max(max_q, l.n_head * l.head_dim);
+    max_kv = std::max(max_kv, l.n_kv_head * l.head_dim);
     max_ffn = std::max(max_ffn, l.ffn_dim);
   }
   x_.resize(static_cast<size_t>(n * d));
-  h_.resize(static_cast<size_t>(n * std::max(d, max_q)));
-  q_.resize(static_cast<size_t>(n * max_q));
-  k_.resize(static_cast<size_t>(n * max_q));
-  v_.resize(static_cast<size_t>(n * max_q));
+  h_.resize(static_cast<size_t>(n * std::max(d, max_q)));       // norm output, attention output
+  q_.resize(static_cast<size_t>(n * std::max(d, max_q)));       // queries, then (n, d) scratch
+  k_.resize(static_cast<size_t>(n * max_kv));
+  v_.resize(static_cast<size_t>(n * max_kv));
   gate_.resize(static_cast<size_t>(n * max_ffn));
   up_.resize(static_cast<size_t>(n * max_ffn));
 
   const Matrix& embd = m_.token_embd();
   for (int64_t t = 0; t < n; ++t)
     dequantize_row(embd.format, embd.data, d, tokens[t], x_.data() + t * d, embd.layout);
+  if (s.embed_scale != 1.0) {
+    // HF multiplies by the scale as a tensor of the embedding's dtype (fp32 here).
+    const float scale = static_cast<float>(s.embed_scale);
+    for (int64_t j = 0; j < n * d; ++j) x_[static_cast<size_t>(j)] *= scale;
+  }
 
   for (int64_t i = 0; i < s.n_layer(); ++i) {
     const LayerSpec& l = s.layers[static_cast<size_t>(i)];
@@ -266,6 +425,9 @@ void Session::forward(const int32_t* tokens, int64_t n, float* logits, bool all_
     add_bias(q_.data(), w.q_bias, n, q_dim);
     add_bias(k_.data(), w.k_bias, n, kv_dim);
     add_bias(v_.data(), w.v_bias, n, kv_dim);
+    // qk_norm: every head of every token, after the projection and bias, before RoPE.
+    rms_norm_rows(q_.data(), w.q_norm, n * l.n_head, l.head_dim, s.norm_eps, isa_);
+    rms_norm_rows(k_.data(), w.k_norm, n * l.n_kv_head, l.head_dim, s.norm_eps, isa_);
     float* kc = reinterpret_cast<float*>(k_cache_[static_cast<size_t>(i)].data());
     float* vc = reinterpret_cast<float*>(v_cache_[static_cast<size_t>(i)].data());
     for (int64_t t = 0; t < n; ++t) {
@@ -278,25 +440,16 @@ void Session::forward(const int32_t* tokens, int64_t n, float* logits, bool all_
     prepare(w.o, h_.data(), n, false);
     matmul(w.o, q_.data(), d);  // q_ reused as (n, d) scratch
     add_bias(q_.data(), w.o_bias, n, d);
+    rms_norm_rows(q_.data(), w.attn_post_norm, n, d, s.norm_eps, isa_);
     for (int64_t j = 0; j < n * d; ++j) x_[static_cast<size_t>(j)] += q_[static_cast<size_t>(j)];
 
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, w.ffn_norm, h_.data() + t * d, d, s.norm_eps, isa_);
-    prepare(w.gate, h_.data(), n, false);
-    matmul(w.gate, gate_.data(), l.ffn_dim);
-    prepare(w.up, h_.data(), n, true);
-    matmul(w.up, up_.data(), l.ffn_dim);
-    add_bias(gate_.data(), w.gate_bias, n, l.ffn_dim);
-    add_bias(up_.data(), w.up_bias, n, l.ffn_dim);
-    for (int64_t j = 0; j < n * l.ffn_dim; ++j) {
-      const float g = gate_[static_cast<size_t>(j)];
-      const float a = s.act == Activation::kSilu
-                          ? g / (1.0f + std::exp(-g))
-                          : 0.5f * g * (1.0f + std::tanh(0.7978845608f * (g + 0.044715f * g * g * g)));
-      gate_[static_cast<size_t>(j)] = a * up_[static_cast<size_t>(j)];
-    }
-    prepare(w.down, gate_.data(), n, false);
-    matmul(w.down, q_.data(), d);
-    add_bias(q_.data(), w.down_bias, n, d);
+    if (l.is_moe())
+      moe(i, n);  // -> q_ (n, d)
+    else
+      mlp(w.gate, w.up, w.down, w.gate_bias, w.up_bias, w.down_bias, l.ffn_dim, h_.data(), n,
+          q_.data());
+    rms_norm_rows(q_.data(), w.ffn_post_norm, n, d, s.norm_eps, isa_);
     for (int64_t j = 0; j < n * d; ++j) x_[static_cast<size_t>(j)] += q_[static_cast<size_t>(j)];
   }
   pos_ += n;

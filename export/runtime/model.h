@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "compress/core/model_spec.h"
@@ -26,14 +27,27 @@ struct Matrix {
   std::string name;
 };
 
+// One expert of a mixture-of-experts MLP: (ffn_dim, d_model) gate and up, (d_model, ffn_dim) down.
+struct ExpertWeights {
+  Matrix gate, up, down;
+};
+
 struct LayerWeights {
   const float* attn_norm = nullptr;  // (d_model)
   Matrix q, k, v, o;
   const float *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
+  // LayerSpec::qk_norm: RMSNorm weights (head_dim) for every query / key head, before RoPE.
+  const float *q_norm = nullptr, *k_norm = nullptr;
+  // LayerSpec::post_norms: RMSNorm (d_model) of the attention / MLP output before the residual add.
+  const float *attn_post_norm = nullptr, *ffn_post_norm = nullptr;
   const float* ffn_norm = nullptr;   // (d_model)
-  Matrix gate, up, down;
+  Matrix gate, up, down;             // dense MLP (empty when the layer has experts)
   const float *gate_bias = nullptr, *up_bias = nullptr, *down_bias = nullptr;
-  std::vector<float> inv_freq;       // (head_dim / 2), RoPE with the model's scaling
+  Matrix router;                     // MoE: (n_expert, d_model); empty for a dense MLP
+  std::vector<ExpertWeights> experts;
+  // (head_dim / 2): RoPE frequencies of this layer (its rope_theta; the model's rope_scaling
+  // unless LayerSpec::rope_scaled is false).
+  std::vector<float> inv_freq;
 };
 
 class Model {
@@ -51,7 +65,9 @@ class Model {
   const std::vector<LayerWeights>& layers() const { return layers_; }
 
   // Bytes of weights a decode step streams (every matrix but the embedding table, which is only
-  // gathered; a tied head streams it once).
+  // gathered; a tied head streams it once). A mixture-of-experts layer counts its router and
+  // n_expert_used / n_expert of its expert bytes: one token reads exactly n_expert_used experts,
+  // all of one size, so this is exact for decode (a prefill batch may touch more of them).
   uint64_t bytes_per_token() const;
   uint64_t weight_bytes() const;  // all tensor bytes in the file
 
@@ -92,6 +108,13 @@ class Session {
   void prepare(const Matrix& w, const float* x, int64_t n, bool same_input);
   void matmul(const Matrix& w, float* y, int64_t ldy);
   void attention(int64_t layer, int64_t n);
+  // Gated MLP down(act(gate in + gate_bias) * (up in + up_bias)) + down_bias on `in`
+  // (rows, d_model) -> `out` (rows, d_model); biases may be null. Uses gate_ and up_ as scratch.
+  void mlp(const Matrix& gate, const Matrix& up, const Matrix& down, const float* gate_bias,
+           const float* up_bias, const float* down_bias, int64_t ffn_dim, const float* in,
+           int64_t rows, float* out);
+  // Mixture of experts of layer `layer` on h_ (n, d_model) -> q_ (n, d_model).
+  void moe(int64_t layer, int64_t n);
 
   const Model& m_;
   ThreadPool& pool_;
@@ -101,6 +124,10 @@ class Session {
   // Per layer: (max_ctx, n_kv_head * head_dim) keys and values, on 2 MiB pages.
   std::vector<HugeBuffer> k_cache_, v_cache_;
   std::vector<float> x_, h_, q_, k_, v_, att_, gate_, up_, logits_tmp_;
+  // MoE scratch: router logits (n, n_expert), the rows routed to one expert gathered (rows,
+  // d_model), that expert's output (rows, d_model), and per expert the (token, weight) pairs.
+  std::vector<float> router_, moe_in_, moe_out_;
+  std::vector<std::vector<std::pair<int64_t, float>>> routed_;
   Acts acts_;
 };
 

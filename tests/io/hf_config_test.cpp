@@ -1,6 +1,8 @@
-// config.json -> ModelSpec for llama, mistral and qwen2, and the errors for configs we refuse.
+// config.json -> ModelSpec for every family (llama, mistral, qwen2, phi3, gemma3_text, mixtral,
+// openelm), and the errors for configs we refuse.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "compress/io/model_loader.h"
@@ -218,8 +220,10 @@ TEST(HfConfigErrors, UnknownRopeType) {
   json j = llama_config();
   j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
   expect_error([&] { parse(j); }, {kOrigin, "rope_scaling.rope_type", "'yarn'"});
-  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
-  expect_error([&] { parse(j); }, {kOrigin, "rope_scaling.type", "'linear'"});
+  j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  expect_error([&] { parse(j); }, {kOrigin, "rope_scaling.type", "'dynamic'"});
+  j["rope_scaling"] = {{"type", "linear"}};
+  expect_error([&] { parse(j); }, {kOrigin, "missing", "'rope_scaling.factor'"});
   j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
   expect_error([&] { parse(j); }, {kOrigin, "missing", "'rope_scaling.low_freq_factor'"});
 }
@@ -278,6 +282,127 @@ TEST(HfConfigErrors, SpecsHfCannotExpress) {
   expect_error([&] { hf_config_json(s); }, {"phi3", "not supported"});
   s = make_uniform_spec(Family::kQwen2, 100, 32, 2, 4, 2, 64, 128);
   expect_error([&] { hf_config_json(s); }, {"qwen2", "biases"});
+}
+
+// ---- the families beyond the plain Llama layout -------------------------------------------------
+
+json with(json j, const char* key, json v) {
+  j[key] = std::move(v);
+  return j;
+}
+
+TEST(HfConfig, Gemma3LocalAndGlobalLayers) {
+  json j = llama_config();
+  j["model_type"] = "gemma3_text";
+  j.erase("hidden_act");
+  j["head_dim"] = 16;
+  j["query_pre_attn_scalar"] = 24;
+  j["sliding_window"] = 5;
+  j["sliding_window_pattern"] = 3;  // layers 0, 1 local, layer 2 global
+  j["rope_theta"] = 1000000.0;
+  j["rope_local_base_freq"] = 10000.0;
+  j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 8.0}};
+  j["attn_logit_softcapping"] = nullptr;
+  j["final_logit_softcapping"] = nullptr;
+  const ModelSpec s = parse(j);
+  EXPECT_EQ(s.family, Family::kGemma3);
+  EXPECT_EQ(s.act, Activation::kGeluTanh);
+  EXPECT_DOUBLE_EQ(s.embed_scale, 8.0);  // sqrt(64)
+  EXPECT_EQ(s.rope_scaling.type, "linear");
+  ASSERT_EQ(s.n_layer(), 3);
+  for (int i = 0; i < 3; ++i) {
+    const LayerSpec& l = s.layers[static_cast<size_t>(i)];
+    const bool global = i == 2;
+    EXPECT_EQ(l.window, global ? 0 : 5) << i;
+    EXPECT_DOUBLE_EQ(l.rope_theta, global ? 1e6 : 1e4) << i;
+    EXPECT_EQ(l.rope_scaled, global) << i;
+    EXPECT_TRUE(l.qk_norm && l.post_norms);
+    EXPECT_DOUBLE_EQ(l.softmax_scale(), 1.0 / std::sqrt(24.0));
+  }
+  // layer_types wins over the pattern.
+  j["layer_types"] = {"full_attention", "sliding_attention", "sliding_attention"};
+  const ModelSpec t = parse(j);
+  EXPECT_EQ(t.layers[0].window, 0);
+  EXPECT_EQ(t.layers[2].window, 5);
+  expect_error([&] { parse(with(j, "final_logit_softcapping", 30.0)); },
+               {kOrigin, "'final_logit_softcapping'", "30"});
+  expect_error([&] { parse(with(j, "hidden_activation", "relu")); },
+               {kOrigin, "hidden_activation", "'relu'"});
+}
+
+TEST(HfConfig, Phi3AndMixtral) {
+  json j = llama_config();
+  j["model_type"] = "phi3";
+  j["sliding_window"] = 7;
+  const ModelSpec p = parse(j);
+  EXPECT_EQ(p.family, Family::kPhi3);
+  EXPECT_EQ(p.layers[1].window, 7);
+  expect_error([&] { parse(with(j, "rope_scaling", {{"type", "longrope"}, {"short_factor", {1.0}}})); },
+               {kOrigin, "rope_scaling.type", "'longrope'"});
+  expect_error([&] { parse(with(j, "partial_rotary_factor", 0.5)); },
+               {kOrigin, "'partial_rotary_factor'", "0.5"});
+
+  j = llama_config();
+  j["model_type"] = "mixtral";
+  j["num_local_experts"] = 4;
+  j["num_experts_per_tok"] = 2;
+  const ModelSpec m = parse(j);
+  EXPECT_EQ(m.family, Family::kMixtral);
+  EXPECT_EQ(m.layers[0].n_expert, 4);
+  EXPECT_EQ(m.layers[0].n_expert_used, 2);
+  EXPECT_EQ(m.layers[0].window, 0);
+  expect_error([&] { parse(with(j, "num_experts_per_tok", 5)); },
+               {kOrigin, "num_experts_per_tok 5", "num_local_experts 4"});
+}
+
+json openelm_config() {
+  return json{{"model_type", "openelm"},
+              {"model_dim", 64},
+              {"num_transformer_layers", 3},
+              {"head_dim", 16},
+              {"num_query_heads", {2, 4, 4}},
+              {"num_kv_heads", {1, 2, 1}},
+              {"ffn_multipliers", {0.5, 1.0, 2.0}},
+              {"ffn_dim_divisor", 32},
+              {"normalize_qk_projections", true},
+              {"share_input_output_layers", true},
+              {"rope_freq_constant", 10000},
+              {"max_context_length", 128},
+              {"activation_fn_name", "swish"},
+              {"ffn_with_glu", true},
+              {"vocab_size", 100}};
+}
+
+TEST(HfConfig, OpenElmPerLayerWidths) {
+  const ModelSpec s = parse(openelm_config());
+  EXPECT_EQ(s.family, Family::kOpenELM);
+  EXPECT_TRUE(s.tied_embeddings);
+  ASSERT_EQ(s.n_layer(), 3);
+  // make_divisible(mult * 64, 32): 32 -> 32, 64 -> 64, 128 -> 128.
+  const int64_t heads[] = {2, 4, 4}, kv[] = {1, 2, 1}, ffn[] = {32, 64, 128};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(s.layers[i].n_head, heads[i]);
+    EXPECT_EQ(s.layers[i].n_kv_head, kv[i]);
+    EXPECT_EQ(s.layers[i].ffn_dim, ffn[i]);
+    EXPECT_TRUE(s.layers[i].qk_norm);
+    EXPECT_EQ(s.layers[i].head_dim, 16);
+  }
+  // make_divisible rounds to the nearest multiple and adds one when that loses > 10%.
+  json j = openelm_config();
+  j["ffn_multipliers"] = {0.7, 1.3, 0.1};  // 44.8 -> 32 (< 0.9 v) -> 64; 83.2 -> 96; 6.4 -> 32
+  const ModelSpec t = parse(j);
+  EXPECT_EQ(t.layers[0].ffn_dim, 64);
+  EXPECT_EQ(t.layers[1].ffn_dim, 96);
+  EXPECT_EQ(t.layers[2].ffn_dim, 32);
+  j = openelm_config();
+  j.erase("num_kv_heads");
+  expect_error([&] { parse(j); }, {kOrigin, "'num_kv_heads'"});
+  expect_error([&] { parse(with(openelm_config(), "num_query_heads", {2, 4})); },
+               {kOrigin, "'num_query_heads'", "3 values"});
+  expect_error([&] { parse(with(openelm_config(), "num_kv_heads", {1, 3, 1})); },
+               {kOrigin, "num_query_heads[1] 4", "num_kv_heads[1] 3"});
+  expect_error([&] { parse(with(openelm_config(), "ffn_with_glu", false)); },
+               {kOrigin, "'ffn_with_glu'"});
 }
 
 }  // namespace

@@ -46,6 +46,9 @@ const char* const kCases[] = {
     "qwen2_bias",       "mistral_window",
     "llama_bf16",       "llama_fp16",
     "llama_sharded",    "head_dim_explicit",
+    "phi3_fused",       "gemma3_text",
+    "openelm_layerwise", "mixtral_moe",
+    "mixtral_dead_expert",
 };
 
 std::string golden_dir(const std::string& c) {
