@@ -25,6 +25,7 @@
 
 #include "compress/io/model_loader.h"
 #include "compress/model/transformer.h"
+#include "tests/model/golden_files.h"
 
 #ifndef SLMC_MODEL_GOLDEN_DIR
 #error "SLMC_MODEL_GOLDEN_DIR must name the directory gen_goldens.py writes"
@@ -55,46 +56,20 @@ std::string golden_dir(const std::string& c) {
   return std::string(SLMC_MODEL_GOLDEN_DIR) + "/" + c;
 }
 
-// Whole file as bytes; the size must be exactly `expect_bytes` (checked before any use).
-std::vector<char> read_exact(const std::string& path, size_t expect_bytes) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot open " + path + " (run the model_goldens_gen test)");
-  std::vector<char> buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (buf.size() != expect_bytes)
-    throw std::runtime_error(path + ": " + std::to_string(buf.size()) + " bytes, expected " +
-                             std::to_string(expect_bytes));
-  return buf;
-}
-
 struct Golden {
   int64_t batch = 0, seq = 0, vocab = 0;
   torch::Tensor input_ids;  // (batch, seq) int64
   torch::Tensor logits;     // (batch, seq, vocab) float32
 };
 
-// golden.json + input_ids.i64 + logits.f32 (raw little-endian, row-major). Throws on anything
-// missing or inconsistent, so a missing golden is a failure, never a skip.
 Golden read_golden(const std::string& dir) {
-  static_assert(sizeof(float) == 4 && sizeof(int64_t) == 8, "raw golden layout");
+  testing::GoldenFiles f = testing::read_golden_files(dir);
   Golden g;
-  std::ifstream jf(dir + "/golden.json");
-  if (!jf) throw std::runtime_error("cannot open " + dir + "/golden.json (run model_goldens_gen)");
-  const auto j = nlohmann::json::parse(jf);
-  g.batch = j.at("batch").get<int64_t>();
-  g.seq = j.at("seq").get<int64_t>();
-  g.vocab = j.at("vocab").get<int64_t>();
-  if (g.batch < 1 || g.batch > 64 || g.seq < 1 || g.seq > 4096 || g.vocab < 1 || g.vocab > 1 << 20)
-    throw std::runtime_error(dir + "/golden.json: implausible batch/seq/vocab");
-  const size_t n_ids = static_cast<size_t>(g.batch * g.seq);
-  const size_t n_logits = n_ids * static_cast<size_t>(g.vocab);
-  auto ids = read_exact(dir + "/input_ids.i64", n_ids * sizeof(int64_t));
-  auto lg = read_exact(dir + "/logits.f32", n_logits * sizeof(float));
-  g.input_ids = torch::empty({g.batch, g.seq}, torch::kInt64);
-  std::memcpy(g.input_ids.data_ptr<int64_t>(), ids.data(), ids.size());
-  g.logits = torch::empty({g.batch, g.seq, g.vocab}, torch::kFloat32);
-  std::memcpy(g.logits.data_ptr<float>(), lg.data(), lg.size());
-  const int64_t lo = g.input_ids.min().item<int64_t>(), hi = g.input_ids.max().item<int64_t>();
-  if (lo < 0 || hi >= g.vocab) throw std::runtime_error(dir + "/input_ids.i64: id out of range");
+  g.batch = f.batch;
+  g.seq = f.seq;
+  g.vocab = f.vocab;
+  g.input_ids = torch::tensor(f.ids, torch::kInt64).view({g.batch, g.seq});
+  g.logits = torch::from_blob(f.logits.data(), {g.batch, g.seq, g.vocab}, torch::kFloat32).clone();
   return g;
 }
 

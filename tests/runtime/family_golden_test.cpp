@@ -33,6 +33,7 @@
 #include "compress/io/model_loader.h"
 #include "export/runtime/model.h"
 #include "export/slm_export.h"
+#include "tests/model/golden_files.h"
 
 #ifndef SLMC_MODEL_GOLDEN_DIR
 #error "SLMC_MODEL_GOLDEN_DIR must name the directory gen_goldens.py writes"
@@ -67,50 +68,20 @@ std::string golden_dir(const std::string& c) {
   return std::string(env && *env ? env : SLMC_MODEL_GOLDEN_DIR) + "/" + c;
 }
 
-// Whole file as bytes; the size must be exactly `expect_bytes`.
-std::vector<char> read_exact(const std::string& path, size_t expect_bytes) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot open " + path + " (run the model_goldens_gen test)");
-  std::vector<char> buf((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (buf.size() != expect_bytes)
-    throw std::runtime_error(path + ": " + std::to_string(buf.size()) + " bytes, expected " +
-                             std::to_string(expect_bytes));
-  return buf;
-}
-
 struct Golden {
   int64_t batch = 0, seq = 0, vocab = 0;
   std::vector<int32_t> ids;   // (batch, seq)
   std::vector<float> logits;  // (batch, seq, vocab)
 };
 
-// golden.json + input_ids.i64 + logits.f32 (raw little-endian, row-major). Throws on anything
-// missing or inconsistent.
 Golden read_golden(const std::string& dir) {
-  static_assert(sizeof(float) == 4 && sizeof(int64_t) == 8, "raw golden layout");
+  testing::GoldenFiles f = testing::read_golden_files(dir);
   Golden g;
-  std::ifstream jf(dir + "/golden.json");
-  if (!jf) throw std::runtime_error("cannot open " + dir + "/golden.json (run model_goldens_gen)");
-  const auto j = nlohmann::json::parse(jf);
-  g.batch = j.at("batch").get<int64_t>();
-  g.seq = j.at("seq").get<int64_t>();
-  g.vocab = j.at("vocab").get<int64_t>();
-  if (g.batch < 1 || g.batch > 64 || g.seq < 1 || g.seq > 4096 || g.vocab < 1 || g.vocab > 1 << 20)
-    throw std::runtime_error(dir + "/golden.json: implausible batch/seq/vocab");
-  const size_t n_ids = static_cast<size_t>(g.batch * g.seq);
-  const size_t n_logits = n_ids * static_cast<size_t>(g.vocab);
-  const auto ids = read_exact(dir + "/input_ids.i64", n_ids * sizeof(int64_t));
-  const auto lg = read_exact(dir + "/logits.f32", n_logits * sizeof(float));
-  std::vector<int64_t> ids64(n_ids);
-  std::memcpy(ids64.data(), ids.data(), ids.size());
-  for (int64_t id : ids64) {
-    if (id < 0 || id >= g.vocab) throw std::runtime_error(dir + "/input_ids.i64: id out of range");
-    g.ids.push_back(static_cast<int32_t>(id));
-  }
-  g.logits.resize(n_logits);
-  std::memcpy(g.logits.data(), lg.data(), lg.size());
-  for (float v : g.logits)
-    if (!std::isfinite(v)) throw std::runtime_error(dir + "/logits.f32: non-finite logit");
+  g.batch = f.batch;
+  g.seq = f.seq;
+  g.vocab = f.vocab;
+  g.ids.assign(f.ids.begin(), f.ids.end());
+  g.logits = std::move(f.logits);
   return g;
 }
 
