@@ -338,7 +338,7 @@ TEST(GptqTest, OptionsVisitNamesEveryKey) {
   };
   o.visit(v);
   EXPECT_EQ(keys, (std::vector<std::string>{"damp", "act_order", "static_groups", "block_size",
-                                            "mse_grid"}));
+                                            "mse_grid", "true_sequential"}));
 }
 
 // The weighted grid search never loses to the plain grid on the error it minimises, and on
