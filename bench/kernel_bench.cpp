@@ -1,8 +1,8 @@
 // slmc_kernel_bench: matmul kernel speed per weight format, 1 and 2 threads, matrix x vector,
 // x 8 and x 128 tokens, beside the memory-read roofline measured in the same run.
 //
-//   slmc_kernel_bench [--json] [--isa scalar|avx2|avx512] [--formats q4_0,q8_0,...] [--quick]
-//                     [--no-packed] [--acts precise,int8]
+//   slmc_kernel_bench [--json] [--isa scalar|avx2|avx512|amx] [--formats q4_0,q8_0,...] [--quick]
+//                     [--no-packed] [--acts precise,int8] [--tokens 1,8,128] [--shapes 4096x4096]
 //
 // Formats with a packed layout (q4_0, q8_0) are timed twice: codec bytes, and "/pk" = the same
 // bytes after pack_rows (WeightLayout::kPacked). Integer formats are timed with each activation
@@ -22,6 +22,7 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "export/runtime/kernels.h"
@@ -41,7 +42,21 @@ struct Options {
   Isa isa = best_isa();
   std::vector<codec::Format> formats;
   std::vector<ActPrecision> acts = {ActPrecision::kPrecise, ActPrecision::kInt8};
+  std::vector<int64_t> tokens = {1, 8, 128};
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{4096, 4096}, {4096, 14336}};
 };
+
+// Comma-separated list; false on a malformed entry.
+template <typename Parse>
+bool parse_list(const std::string& list, Parse parse) {
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    const size_t comma = std::min(list.find(',', pos), list.size());
+    if (!parse(list.substr(pos, comma - pos))) return false;
+    pos = comma + 1;
+  }
+  return true;
+}
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -133,8 +148,9 @@ void run(const Options& o) {
   struct Shape {
     int64_t rows, cols;
   };
-  const std::vector<Shape> shapes = {{4096, 4096}, {4096, 14336}};
-  const std::vector<int64_t> tokens = {1, 8, 128};
+  std::vector<Shape> shapes;
+  for (const auto& s : o.shapes) shapes.push_back({s.first, s.second});
+  const std::vector<int64_t> tokens = o.tokens;
   std::vector<Result> results;
   std::vector<PrepResult> preps;
 
@@ -279,12 +295,34 @@ int main_impl(int argc, char** argv) {
       }
     } else if (a == "--isa" && i + 1 < argc) {
       if (!isa_from_name(argv[++i], &o.isa)) {
-        std::fprintf(stderr, "unknown --isa %s (scalar, avx2, avx512)\n", argv[i]);
+        std::fprintf(stderr, "unknown --isa %s (scalar, avx2, avx512, amx)\n", argv[i]);
         return 2;
       }
       if (static_cast<int>(o.isa) > static_cast<int>(hardware_isa())) {
         std::fprintf(stderr, "--isa %s: this CPU supports up to %s\n", argv[i],
                      isa_name(hardware_isa()));
+        return 2;
+      }
+    } else if (a == "--tokens" && i + 1 < argc) {
+      o.tokens.clear();
+      if (!parse_list(argv[++i], [&](const std::string& v) {
+            const long long t = std::atoll(v.c_str());
+            if (t <= 0) return false;
+            o.tokens.push_back(t);
+            return true;
+          })) {
+        std::fprintf(stderr, "bad --tokens %s (positive counts, comma-separated)\n", argv[i]);
+        return 2;
+      }
+    } else if (a == "--shapes" && i + 1 < argc) {
+      o.shapes.clear();
+      if (!parse_list(argv[++i], [&](const std::string& v) {
+            long long r = 0, c = 0;
+            if (std::sscanf(v.c_str(), "%lldx%lld", &r, &c) != 2 || r <= 0 || c <= 0) return false;
+            o.shapes.push_back({r, c});
+            return true;
+          })) {
+        std::fprintf(stderr, "bad --shapes %s (ROWSxCOLS, comma-separated)\n", argv[i]);
         return 2;
       }
     } else if (a == "--formats" && i + 1 < argc) {
@@ -305,8 +343,9 @@ int main_impl(int argc, char** argv) {
     } else {
       std::fprintf(
           stderr,
-          "usage: slmc_kernel_bench [--json] [--quick] [--no-packed] [--isa scalar|avx2|avx512] "
-          "[--acts precise,int8] [--formats %s]\n",
+          "usage: slmc_kernel_bench [--json] [--quick] [--no-packed] "
+          "[--isa scalar|avx2|avx512|amx] [--acts precise,int8] [--tokens 1,8,128] "
+          "[--shapes 4096x4096,4096x14336] [--formats %s]\n",
           codec::format_names().c_str());
       return a == "--help" || a == "-h" ? 0 : 2;
     }

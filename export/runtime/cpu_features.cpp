@@ -1,6 +1,8 @@
 // Run-time instruction set detection. An ISA counts only when the CPU reports it (cpuid) AND the
 // OS saves the register state it needs (xgetbv): a kernel that touches ZMM registers the OS does
-// not save would corrupt other threads' state or fault.
+// not save would corrupt other threads' state or fault. AMX tile data additionally needs the
+// process's permission on Linux (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)), asked for
+// once here; without it the first tile instruction faults, so kAmx needs the request to succeed.
 #include <cctype>
 #include <cstdint>
 #include <cstdlib>
@@ -11,6 +13,11 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define SLMC_X86 1
+#endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define SLMC_AMX 1
 #endif
 
 namespace slmc::runtime {
@@ -38,8 +45,17 @@ Isa detect() {
   if (!avx2) return Isa::kScalar;
   const bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
   const bool zmm_state = (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM0-15 upper halves, ZMM16-31
-  if (f && bw && vl && vnni && zmm_state) return Isa::kAvx512;
-  return Isa::kAvx2;
+  if (!(f && bw && vl && vnni && zmm_state)) return Isa::kAvx2;
+#if SLMC_AMX
+  const bool amx_tile = d & (1u << 24), amx_int8 = d & (1u << 25);
+  const bool tile_state = (xcr0 & (3ull << 17)) == (3ull << 17);  // XTILECFG, XTILEDATA
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  // The permission is per process and sticky: granted once, every thread may use the tiles.
+  if (amx_tile && amx_int8 && tile_state &&
+      syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0)
+    return Isa::kAmx;
+#endif
+  return Isa::kAvx512;
 }
 #else
 Isa detect() { return Isa::kScalar; }
@@ -63,6 +79,8 @@ const char* isa_name(Isa isa) {
       return "avx2";
     case Isa::kAvx512:
       return "avx512";
+    case Isa::kAmx:
+      return "amx";
   }
   return "unknown";
 }
@@ -75,13 +93,15 @@ bool isa_from_name(const char* name, Isa* out) {
     if (i + 1 >= sizeof(lower)) return false;
     lower[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
   }
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx})
     if (std::strcmp(lower, isa_name(isa)) == 0) {
       *out = isa;
       return true;
     }
   return false;
 }
+
+Isa vector_isa(Isa isa) { return isa == Isa::kAmx ? Isa::kAvx512 : isa; }
 
 Isa hardware_isa() {
   static const Isa hw = detect();

@@ -109,6 +109,7 @@ void unpack_row(const uint8_t* packed, int64_t nb, int64_t block_bytes, uint8_t*
 const IsaKernels& kernels_for(Isa isa) {
   const IsaKernels* k = nullptr;
   switch (isa) {
+    case Isa::kAmx:  // the AVX-512 kernels; gemm_rows adds the AMX prefill (amx_kernels)
     case Isa::kAvx512:
       k = internal::avx512_kernels();
       break;
@@ -337,6 +338,9 @@ ActView view_of(const Acts& x) {
   v.lane_scale = x.lane_scale.data();
   v.lane_init = x.lane_init.data();
   v.lane_sums = x.lane_sums.data();
+  v.amx_tiles = x.amx_tiles;
+  v.amx = x.amx.data();
+  v.amx_scale = x.amx_scale.data();
   return v;
 }
 
@@ -514,6 +518,7 @@ void prepare_acts(Format wf, const float* x, int64_t T, int64_t n, Acts* out, Is
   out->weight_format = wf;
   out->weight_layout = packed ? WeightLayout::kPacked : WeightLayout::kCodec;
   out->precision = precision;
+  out->amx_tiles = 0;
   if (layout == Layout::kFloat) {
     out->f32.resize(static_cast<size_t>(T * n));
     if (T > 0) std::memcpy(out->f32.data(), x, static_cast<size_t>(T * n) * sizeof(float));
@@ -552,6 +557,17 @@ void prepare_acts(Format wf, const float* x, int64_t T, int64_t n, Acts* out, Is
   s4.resize(static_cast<size_t>(n_pad / 4));
   tmp.resize(static_cast<size_t>(n_pad / 4));
   const int32_t bias = wf == Format::kQ8_0 ? 128 : 8;
+  // The AMX tile copy (Acts::amx): padding tokens and blocks stay zero.
+  const int64_t planes = two ? 2 : 1;
+  const bool amx = isa == Isa::kAmx && packed && T >= kAmxMinTokens;
+  if (amx) {
+    out->amx_tiles = (T + 15) / 16;
+    out->amx.assign(static_cast<size_t>(out->amx_tiles * nbp * 16 * planes * 32), 0);
+    out->amx_scale.assign(static_cast<size_t>(out->amx_tiles * nbp * 16), 0.0f);
+  } else {
+    out->amx.clear();
+    out->amx_scale.clear();
+  }
   for (int64_t t = 0; t < T; ++t) {
     float* d = out->scale.data() + t * nbp;
     k.quantize(x + t * n, n, geo.block, nat_hi.data(), two ? nat_lo.data() : nullptr, d,
@@ -569,6 +585,16 @@ void prepare_acts(Format wf, const float* x, int64_t T, int64_t n, Acts* out, Is
     fill_lane_tables(k, layout, bias, q_hi, q_lo, d, sums.data(), n, n_pad,
                      out->lane_scale.data() + t * n_lanes, out->lane_init.data() + t * n_lanes,
                      out->lane_sums.data() + t * n_lanes, s4.data(), tmp.data());
+    if (amx) {
+      const int64_t tile = t / 16, j = t % 16;
+      int8_t* a = out->amx.data() + (tile * nbp * 16 + j) * planes * 32;
+      float* as = out->amx_scale.data() + tile * nbp * 16 + j;
+      for (int64_t b = 0; b < n / 32; ++b) {
+        std::memcpy(a + b * 16 * planes * 32, nat_hi.data() + 32 * b, 32);
+        if (two) std::memcpy(a + b * 16 * planes * 32 + 32, nat_lo.data() + 32 * b, 32);
+        as[b * 16] = d[b];
+      }
+    }
   }
 }
 
@@ -591,6 +617,12 @@ void gemm_rows(Format wf, const void* w, const Acts& x, float* y, int64_t ldy, i
   a.r0 = r0;
   a.r1 = r1;
   if (x.weight_layout == WeightLayout::kPacked) {
+#if defined(__x86_64__)
+    if (isa == Isa::kAmx && x.amx_tiles > 0) {
+      if (wf == Format::kQ8_0) return internal::amx_kernels()->q8_0_packed(a);
+      if (wf == Format::kQ4_0) return internal::amx_kernels()->q4_0_packed(a);
+    }
+#endif
     if (wf == Format::kQ8_0) return k.q8_0_packed(a);
     if (wf == Format::kQ4_0) return k.q4_0_packed(a);
   }

@@ -37,15 +37,20 @@ struct CacheAlignedAllocator {
 template <typename T>
 using AlignedVector = std::vector<T, CacheAlignedAllocator<T>>;
 
-enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };  // kAvx512: F, BW, VL, VNNI
+// kAvx512: F, BW, VL, VNNI. kAmx: kAvx512 plus AMX-TILE and AMX-INT8 with the OS's permission
+// to use tile data (Linux arch_prctl(ARCH_REQ_XCOMP_PERM), requested once per process). kAmx runs
+// every kernel of kAvx512 except the prefill of packed Q4_0 / Q8_0 weights (kAmxMinTokens).
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAmx = 3 };
 
 const char* isa_name(Isa isa);
-// The best ISA this CPU and OS support (cpuid + xgetbv); SLMC_ISA=scalar|avx2|avx512 lowers it
-// (never raises it). Computed once.
+// The best ISA this CPU and OS support (cpuid + xgetbv, and for kAmx the tile permission);
+// SLMC_ISA=scalar|avx2|avx512|amx lowers it (never raises it). Computed once.
 Isa best_isa();
 // What the hardware supports, ignoring SLMC_ISA. Kernels reject an `isa` above it.
 Isa hardware_isa();
-// Parses "scalar", "avx2", "avx512" (case-insensitive); false for anything else.
+// The SIMD level of `isa` for code without AMX kernels (vector ops): kAmx -> kAvx512.
+Isa vector_isa(Isa isa);
+// Parses "scalar", "avx2", "avx512", "amx" (case-insensitive); false for anything else.
 bool isa_from_name(const char* name, Isa* out);
 
 // How weight rows are arranged in memory. kCodec: the codec's bytes (ggml's blocks), as stored in
@@ -63,6 +68,12 @@ bool isa_from_name(const char* name, Isa* out);
 // over, if any). A group of m blocks is m fp16 scales, then K chunks of 4m bytes (K = 4 for
 // Q4_0, 8 for Q8_0) where chunk k holds bytes 4k..4k+3 of the qs of block 0, block 1, ... m-1.
 enum class WeightLayout { kCodec = 0, kPacked = 1 };
+
+// Isa::kAmx multiplies packed Q4_0 / Q8_0 weights by at least this many tokens with AMX-INT8
+// tiles (prepare_acts then adds the tile copy Acts::amx); fewer tokens take the AVX-512 kernels.
+// AMX pads to 16-token tiles, so its time is flat up to 16 tokens: on Sapphire Rapids it matched
+// AVX-512 at 6-8 tokens and was 1.5-1.7x faster at 12 (768 x 768 and 2048 x 768, both precisions).
+constexpr int64_t kAmxMinTokens = 12;
 
 bool has_packed_layout(codec::Format wf);
 // Writes `rows` rows of n columns from codec layout `w` to `out` (same size; must not overlap).
@@ -121,6 +132,14 @@ struct Acts {
   AlignedVector<float> lane_scale;   // (T, n_pad / lane_width): d_a of the lane's block
   AlignedVector<int32_t> lane_init;  // (T, n_pad / lane_width): -bias * sum of the lane's c
   AlignedVector<float> lane_sums;    // (T, n_pad / lane_width): d_a * sum of the lane's c
+  // Isa::kAmx, packed weights, T >= kAmxMinTokens only (else amx_tiles = 0 and both empty): the
+  // codes again, as AMX A tiles. Tokens in tiles of 16 (the last one zero padded); per tile and
+  // block of 32 codes (n_pad / 32 blocks), 16 * planes rows of 32 bytes in natural order, row
+  // planes * j + p = plane p (0: q_hi, 1: q_lo) of token j of the tile. amx_scale has the
+  // matching d_a, (amx_tiles, n_pad / 32, 16), zero for padding.
+  int64_t amx_tiles = 0;
+  AlignedVector<int8_t> amx;
+  AlignedVector<float> amx_scale;
 };
 
 // Prepares X (T x n, row-major fp32) for weights of format `wf` stored in `layout`. n must fit

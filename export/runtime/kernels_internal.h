@@ -63,6 +63,9 @@ struct ActView {
   const float* lane_scale;  // (T, n_pad / lane_width)
   const int32_t* lane_init;
   const float* lane_sums;
+  int64_t amx_tiles;        // Acts::amx_tiles (0: no tile copy)
+  const int8_t* amx;        // Acts::amx
+  const float* amx_scale;   // Acts::amx_scale
 };
 
 struct GemmArgs {
@@ -104,5 +107,11 @@ struct IsaKernels {
 const IsaKernels* scalar_kernels();
 const IsaKernels* avx2_kernels();
 const IsaKernels* avx512_kernels();
+
+// AMX-INT8 prefill of packed weights (kernels_amx.cpp, x86-64 builds only): need x.amx_tiles > 0.
+struct AmxKernels {
+  GemmFn q8_0_packed, q4_0_packed;
+};
+const AmxKernels* amx_kernels();
 
 }  // namespace slmc::runtime::internal

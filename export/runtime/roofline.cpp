@@ -55,7 +55,7 @@ __attribute__((target("avx2"))) float sum_avx2(const float* p, int64_t n) {
 }  // namespace
 
 float sum_floats(const float* p, int64_t n) {
-  if (hardware_isa() == Isa::kAvx512) return sum_avx512(p, n);
+  if (vector_isa(hardware_isa()) == Isa::kAvx512) return sum_avx512(p, n);
   if (hardware_isa() == Isa::kAvx2) return sum_avx2(p, n);
   float a[8] = {};
   int64_t i = 0;

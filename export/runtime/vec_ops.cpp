@@ -102,7 +102,7 @@ void attend_impl(const float* q, const float* k, const float* v, int64_t stride,
 }  // namespace
 
 float dot_f32(const float* a, const float* b, int64_t n, Isa isa) {
-  switch (isa) {
+  switch (vector_isa(isa)) {
     case Isa::kAvx512:
       return dot_avx512(a, b, n);
     case Isa::kAvx2:
@@ -114,7 +114,7 @@ float dot_f32(const float* a, const float* b, int64_t n, Isa isa) {
 
 void attend(const float* q, const float* k, const float* v, int64_t stride, int64_t hd,
             int64_t lo, int64_t hi, float scale, float* scores, float* out, Isa isa) {
-  switch (isa) {
+  switch (vector_isa(isa)) {
     case Isa::kAvx512:
       return attend_impl<dot_avx512, axpy_avx512>(q, k, v, stride, hd, lo, hi, scale, scores, out);
     case Isa::kAvx2:

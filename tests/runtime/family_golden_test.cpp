@@ -124,7 +124,8 @@ struct TempFile {
 
 std::vector<runtime::Isa> isas() {
   std::vector<runtime::Isa> out;
-  for (runtime::Isa isa : {runtime::Isa::kScalar, runtime::Isa::kAvx2, runtime::Isa::kAvx512})
+  for (runtime::Isa isa :
+       {runtime::Isa::kScalar, runtime::Isa::kAvx2, runtime::Isa::kAvx512, runtime::Isa::kAmx})
     if (static_cast<int>(isa) <= static_cast<int>(runtime::hardware_isa())) out.push_back(isa);
   return out;
 }

@@ -48,6 +48,14 @@ double act_step(ActPrecision p) {
 
 const int64_t kRows[] = {1, 3, 17};
 const int64_t kTokens[] = {1, 2, 7, 8, 9, 128};
+// Isa::kAmx runs its own kernels from kAmxMinTokens (12) tokens on packed Q4_0 / Q8_0: also
+// check the token counts around that threshold and its 16-token tiles, and rows beyond one tile.
+const int64_t kAmxTokens[] = {1, 8, 11, 12, 15, 16, 17, 33, 128};
+const int64_t kAmxRows[] = {1, 3, 17, 33};
+
+bool amx_kernels_for(Isa isa, codec::Format f, WeightLayout layout) {
+  return isa == Isa::kAmx && layout == WeightLayout::kPacked && has_packed_layout(f);
+}
 
 std::vector<int64_t> cols_for(Format f) {
   if (!codec::format_info(f).quantized) return {1, 7, 31, 32, 33, 64, 127, 128, 4096, 4097};
@@ -60,7 +68,9 @@ std::vector<int64_t> cols_for(Format f) {
 std::vector<Isa> isas_to_test() {
   std::vector<Isa> out = {Isa::kScalar};
   if (static_cast<int>(hardware_isa()) >= static_cast<int>(Isa::kAvx2)) out.push_back(Isa::kAvx2);
-  if (hardware_isa() == Isa::kAvx512) out.push_back(Isa::kAvx512);
+  if (static_cast<int>(hardware_isa()) >= static_cast<int>(Isa::kAvx512))
+    out.push_back(Isa::kAvx512);
+  if (hardware_isa() == Isa::kAmx) out.push_back(Isa::kAmx);
   return out;
 }
 
@@ -190,11 +200,19 @@ TEST_P(KernelTest, MatchesDequantizedDenseDot) {
   const Isa isa = std::get<1>(GetParam());
   const WeightLayout layout = std::get<2>(GetParam());
   const ActPrecision prec = std::get<3>(GetParam());
-  const int64_t max_rows = 17;
+  const bool amx = amx_kernels_for(isa, f, layout);
+  const int64_t max_rows = amx ? 33 : 17;
+  const std::vector<int64_t> tokens = amx ? std::vector<int64_t>(std::begin(kAmxTokens),
+                                                                 std::end(kAmxTokens))
+                                          : std::vector<int64_t>(std::begin(kTokens),
+                                                                 std::end(kTokens));
+  const std::vector<int64_t> row_counts =
+      amx ? std::vector<int64_t>(std::begin(kAmxRows), std::end(kAmxRows))
+          : std::vector<int64_t>(std::begin(kRows), std::end(kRows));
   int checked = 0;
   for (int64_t cols : cols_for(f)) {
     const Weights w = make_weights(f, max_rows, cols, static_cast<uint32_t>(cols), layout);
-    for (int64_t T : kTokens) {
+    for (int64_t T : tokens) {
       if (T == 128 && cols > 4096) continue;  // keeps the suite quick; 4096 covers T = 128
       const std::vector<float> x =
           random_matrix(T, cols, static_cast<uint32_t>(1000 + T), 1.0f, T > 1);
@@ -203,7 +221,9 @@ TEST_P(KernelTest, MatchesDequantizedDenseDot) {
       prepare_acts(f, x.data(), T, cols, &scalar_acts, Isa::kScalar, layout, prec);
       ASSERT_EQ(acts.weight_layout, layout);
       expect_same_acts(acts, scalar_acts, "prepare_acts differs from scalar");
-      for (int64_t rows : kRows) {
+      // The AMX tile copy exactly when the AMX kernels will run.
+      ASSERT_EQ(acts.amx_tiles > 0, amx && T >= kAmxMinTokens);
+      for (int64_t rows : row_counts) {
         SCOPED_TRACE(std::string(codec::format_info(f).name) + " " + isa_name(isa) + " " +
                      act_precision_name(prec) + " cols=" + std::to_string(cols) +
                      " T=" + std::to_string(T) + " rows=" + std::to_string(rows));
@@ -392,7 +412,9 @@ TEST(KernelExact, EveryCodeValueGivesExactDots) {
       std::vector<uint8_t> bytes = codec_bytes;
       if (layout == WeightLayout::kPacked) pack_rows(f, codec_bytes.data(), rows, n, bytes.data());
       for (ActPrecision prec : {ActPrecision::kPrecise, ActPrecision::kInt8})
-        for (int64_t T : {1, 9}) {  // matrix x vector; a full 8-token tile and a remainder
+        // Matrix x vector; a full 8-token tile and a remainder; AMX: a partial 16-token tile,
+        // a full one and a remainder, and two.
+        for (int64_t T : {1, 9, 12, 17, 33}) {
           const std::vector<float> x = grid_activations(T, n, prec == ActPrecision::kPrecise);
           for (Isa isa : isas_to_test()) {
             SCOPED_TRACE(std::string(codec::format_info(f).name) +
@@ -560,8 +582,11 @@ TEST(Kernels, RejectsBadInput) {
   float y[2];
   EXPECT_THROW(gemm_rows(Format::kQ4_0, w.data(), acts, y, 1, 0, 1, Isa::kScalar), Error);
   EXPECT_THROW(gemm_rows(Format::kQ8_0, w.data(), acts, y, 1, 1, 0, Isa::kScalar), Error);
-  if (hardware_isa() != Isa::kAvx512) {
+  if (static_cast<int>(hardware_isa()) < static_cast<int>(Isa::kAvx512)) {
     EXPECT_THROW(prepare_acts(Format::kF32, x.data(), 1, 4, &acts, Isa::kAvx512), Error);
+  }
+  if (hardware_isa() != Isa::kAmx) {
+    EXPECT_THROW(prepare_acts(Format::kF32, x.data(), 1, 4, &acts, Isa::kAmx), Error);
   }
 }
 
@@ -579,6 +604,11 @@ TEST(CpuFeatures, NamesAndLevels) {
   EXPECT_EQ(isa, Isa::kAvx512);
   EXPECT_TRUE(isa_from_name("scalar", &isa));
   EXPECT_EQ(isa, Isa::kScalar);
+  EXPECT_TRUE(isa_from_name("AMX", &isa));
+  EXPECT_EQ(isa, Isa::kAmx);
+  EXPECT_STREQ(isa_name(Isa::kAmx), "amx");
+  EXPECT_EQ(vector_isa(Isa::kAmx), Isa::kAvx512);
+  EXPECT_EQ(vector_isa(Isa::kAvx2), Isa::kAvx2);
   EXPECT_FALSE(isa_from_name("sse9", &isa));
   EXPECT_FALSE(isa_from_name("avx512-but-much-longer-than-any-name", &isa));
   EXPECT_STREQ(isa_name(Isa::kAvx2), "avx2");
