@@ -12,6 +12,7 @@
 #include "compress/core/error.h"
 #include "compress/core/float16.h"
 #include "export/runtime/kernels_internal.h"
+#include "export/runtime/thread_pool.h"
 
 namespace slmc::runtime {
 
@@ -504,7 +505,7 @@ ActPrecision default_act_precision() {
 }
 
 void prepare_acts(Format wf, const float* x, int64_t T, int64_t n, Acts* out, Isa isa,
-                  WeightLayout weight_layout, ActPrecision precision) {
+                  WeightLayout weight_layout, ActPrecision precision, ThreadPool* pool) {
   SLMC_CHECK(out != nullptr, "[kernels] prepare_acts: null output");
   SLMC_CHECK(T >= 0, "[kernels] prepare_acts: negative token count ", T);
   const codec::FormatInfo& info = codec::format_info(wf);
@@ -549,13 +550,6 @@ void prepare_acts(Format wf, const float* x, int64_t T, int64_t n, Acts* out, Is
   out->lane_init.resize(static_cast<size_t>(T * n_lanes));
   out->lane_sums.resize(static_cast<size_t>(T * n_lanes));
 
-  thread_local std::vector<int8_t> nat_hi, nat_lo;
-  thread_local std::vector<int32_t> sums, s4, tmp;
-  nat_hi.resize(static_cast<size_t>(n));
-  nat_lo.resize(two ? static_cast<size_t>(n) : 0);
-  sums.resize(static_cast<size_t>(n / geo.block));
-  s4.resize(static_cast<size_t>(n_pad / 4));
-  tmp.resize(static_cast<size_t>(n_pad / 4));
   const int32_t bias = wf == Format::kQ8_0 ? 128 : 8;
   // The AMX tile copy (Acts::amx): padding tokens and blocks stay zero.
   const int64_t planes = two ? 2 : 1;
@@ -568,33 +562,49 @@ void prepare_acts(Format wf, const float* x, int64_t T, int64_t n, Acts* out, Is
     out->amx.clear();
     out->amx_scale.clear();
   }
-  for (int64_t t = 0; t < T; ++t) {
-    float* d = out->scale.data() + t * nbp;
-    k.quantize(x + t * n, n, geo.block, nat_hi.data(), two ? nat_lo.data() : nullptr, d,
-               sums.data());
-    float* bs = out->block_sums.data() + t * nbp;
-    for (int64_t b = 0; b < n / geo.block; ++b) bs[b] = d[b] * static_cast<float>(sums[b]);
-    int8_t* q_hi = reinterpret_cast<int8_t*>(out->q8.data()) + t * q_stride;
-    int8_t* q_lo = two ? q_hi + lo_offset : nullptr;
-    place_codes(layout, nat_hi.data(), n, n_pad, q_hi);
-    if (two) {
-      place_codes(layout, nat_lo.data(), n, n_pad, q_lo);
-      std::memset(q_hi + n_pad, 0, static_cast<size_t>(lo_offset - n_pad));  // the skew gaps
-      std::memset(q_lo + n_pad, 0, static_cast<size_t>(q_stride - lo_offset - n_pad));
-    }
-    fill_lane_tables(k, layout, bias, q_hi, q_lo, d, sums.data(), n, n_pad,
-                     out->lane_scale.data() + t * n_lanes, out->lane_init.data() + t * n_lanes,
-                     out->lane_sums.data() + t * n_lanes, s4.data(), tmp.data());
-    if (amx) {
-      const int64_t tile = t / 16, j = t % 16;
-      int8_t* a = out->amx.data() + (tile * nbp * 16 + j) * planes * 32;
-      float* as = out->amx_scale.data() + tile * nbp * 16 + j;
-      for (int64_t b = 0; b < n / 32; ++b) {
-        std::memcpy(a + b * 16 * planes * 32, nat_hi.data() + 32 * b, 32);
-        if (two) std::memcpy(a + b * 16 * planes * 32 + 32, nat_lo.data() + 32 * b, 32);
-        as[b * 16] = d[b];
+  // Tokens are independent: each writes its own rows of every array (and its own rows of the
+  // AMX tiles), so ranges of whole 16-token tiles run on the pool's threads.
+  auto tokens = [&](int64_t t_begin, int64_t t_end) {
+    thread_local std::vector<int8_t> nat_hi, nat_lo;
+    thread_local std::vector<int32_t> sums, s4, tmp;
+    nat_hi.resize(static_cast<size_t>(n));
+    nat_lo.resize(two ? static_cast<size_t>(n) : 0);
+    sums.resize(static_cast<size_t>(n / geo.block));
+    s4.resize(static_cast<size_t>(n_pad / 4));
+    tmp.resize(static_cast<size_t>(n_pad / 4));
+    for (int64_t t = t_begin; t < t_end; ++t) {
+      float* d = out->scale.data() + t * nbp;
+      k.quantize(x + t * n, n, geo.block, nat_hi.data(), two ? nat_lo.data() : nullptr, d,
+                 sums.data());
+      float* bs = out->block_sums.data() + t * nbp;
+      for (int64_t b = 0; b < n / geo.block; ++b) bs[b] = d[b] * static_cast<float>(sums[b]);
+      int8_t* q_hi = reinterpret_cast<int8_t*>(out->q8.data()) + t * q_stride;
+      int8_t* q_lo = two ? q_hi + lo_offset : nullptr;
+      place_codes(layout, nat_hi.data(), n, n_pad, q_hi);
+      if (two) {
+        place_codes(layout, nat_lo.data(), n, n_pad, q_lo);
+        std::memset(q_hi + n_pad, 0, static_cast<size_t>(lo_offset - n_pad));  // the skew gaps
+        std::memset(q_lo + n_pad, 0, static_cast<size_t>(q_stride - lo_offset - n_pad));
+      }
+      fill_lane_tables(k, layout, bias, q_hi, q_lo, d, sums.data(), n, n_pad,
+                       out->lane_scale.data() + t * n_lanes, out->lane_init.data() + t * n_lanes,
+                       out->lane_sums.data() + t * n_lanes, s4.data(), tmp.data());
+      if (amx) {
+        const int64_t tile = t / 16, j = t % 16;
+        int8_t* a = out->amx.data() + (tile * nbp * 16 + j) * planes * 32;
+        float* as = out->amx_scale.data() + tile * nbp * 16 + j;
+        for (int64_t b = 0; b < n / 32; ++b) {
+          std::memcpy(a + b * 16 * planes * 32, nat_hi.data() + 32 * b, 32);
+          if (two) std::memcpy(a + b * 16 * planes * 32 + 32, nat_lo.data() + 32 * b, 32);
+          as[b * 16] = d[b];
+        }
       }
     }
+  };
+  if (pool != nullptr && pool->size() > 1 && T >= 32) {
+    pool->parallel_for(T, 16, tokens);
+  } else {
+    tokens(0, T);
   }
 }
 

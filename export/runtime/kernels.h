@@ -14,6 +14,8 @@
 
 namespace slmc::runtime {
 
+class ThreadPool;  // thread_pool.h
+
 // Allocator for the activation buffers: 64-byte aligned, so the kernels' 512-bit loads of a
 // 64-byte-aligned offset never split a cache line (a split load costs two).
 template <typename T>
@@ -143,10 +145,11 @@ struct Acts {
 };
 
 // Prepares X (T x n, row-major fp32) for weights of format `wf` stored in `layout`. n must fit
-// wf's block size. `precision` matters for integer formats only.
+// wf's block size. `precision` matters for integer formats only. With a `pool`, 32 tokens or more
+// are quantized by all its threads (whole 16-token tiles each); the bytes are the same.
 void prepare_acts(codec::Format wf, const float* x, int64_t T, int64_t n, Acts* out, Isa isa,
                   WeightLayout layout = WeightLayout::kCodec,
-                  ActPrecision precision = ActPrecision::kPrecise);
+                  ActPrecision precision = ActPrecision::kPrecise, ThreadPool* pool = nullptr);
 
 // Y[t * ldy + r] = dot(W row r, X row t) for rows r in [r0, r1) and all T tokens of `x`.
 // `w` points at row 0; rows are codec::row_bytes(wf, n) bytes apart, in the layout `x` was

@@ -252,7 +252,7 @@ void Session::prepare(const Matrix& w, const float* x, int64_t n, bool same_inpu
   if (same_input && acts_.weight_format == w.format && acts_.weight_layout == w.layout &&
       acts_.T == n && acts_.n == w.cols)
     return;
-  prepare_acts(w.format, x, n, w.cols, &acts_, isa_, w.layout, act_precision_);
+  prepare_acts(w.format, x, n, w.cols, &acts_, isa_, w.layout, act_precision_, &pool_);
 }
 
 void Session::matmul(const Matrix& w, float* y, int64_t ldy) {

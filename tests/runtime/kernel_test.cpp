@@ -18,6 +18,7 @@
 #include "compress/core/error.h"
 #include "compress/core/float16.h"
 #include "export/runtime/kernels.h"
+#include "export/runtime/thread_pool.h"
 
 namespace slmc::runtime {
 namespace {
@@ -465,6 +466,30 @@ std::vector<double> reconstruct(const Acts& a) {
 // d_a (1 + 2^-8), and all but the clamped residuals (x / d1 within 1/512 of a half-integer: 1/256
 // of uniformly spread values) within d_a (1/2 + 2^-8) (precise); within d_a (1/2 + 1e-4) (int8).
 // On the same data the precise error is over 128x smaller (256x by construction).
+// prepare_acts with a pool splits the tokens across threads (whole 16-token tiles): every byte,
+// the AMX tile copy included, equals the single-threaded preparation.
+TEST(ActQuantization, ThreadPoolGivesTheSameBytes) {
+  ThreadPool pool(3);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const Format f : {Format::kQ8_0, Format::kQ4_0, Format::kQ4_G64, Format::kF32})
+    for (const WeightLayout layout : {WeightLayout::kCodec, WeightLayout::kPacked})
+      for (const ActPrecision prec : {ActPrecision::kPrecise, ActPrecision::kInt8})
+        for (const int64_t T : {int64_t{31}, int64_t{32}, int64_t{47}, int64_t{128}}) {
+          const int64_t n = 256;
+          std::vector<float> x(static_cast<size_t>(T * n));
+          for (float& v : x) v = nd(rng);
+          Acts a, b;
+          prepare_acts(f, x.data(), T, n, &a, best_isa(), layout, prec);
+          prepare_acts(f, x.data(), T, n, &b, best_isa(), layout, prec, &pool);
+          const std::string what = std::string(codec::format_info(f).name) + " T " + std::to_string(T);
+          expect_same_acts(a, b, what);
+          EXPECT_EQ(a.amx_tiles, b.amx_tiles) << what;
+          EXPECT_EQ(a.amx, b.amx) << what;
+          EXPECT_EQ(a.amx_scale, b.amx_scale) << what;
+        }
+}
+
 TEST(ActQuantization, ErrorBoundsOfBothPrecisions) {
   const int64_t T = 3, n = 4160;
   const std::vector<float> x = random_matrix(T, n, 11, 1.0f, true);
