@@ -363,8 +363,10 @@ ModelSpec parse_openelm_config(const json& j, const ConfigReader& r, const std::
                ": num_query_heads", at, " must be a positive integer, got ", nq[k].dump());
     SLMC_CHECK(nkv[k].is_number_integer() && nkv[k].get<int64_t>() > 0, origin,
                ": num_kv_heads", at, " must be a positive integer, got ", nkv[k].dump());
-    SLMC_CHECK(mult[k].is_number() && mult[k].get<double>() > 0, origin, ": ffn_multipliers", at,
-               " must be a positive number, got ", mult[k].dump());
+    SLMC_CHECK(mult[k].is_number() && mult[k].get<double>() > 0 &&
+                   mult[k].get<double>() * static_cast<double>(spec.d_model) < 1e9,
+               origin, ": ffn_multipliers", at, " must be a positive number with ffn_multipliers",
+               at, " x model_dim below 1e9, got ", mult[k].dump());
     LayerSpec l;
     l.n_head = nq[k].get<int64_t>();
     l.n_kv_head = nkv[k].get<int64_t>();

@@ -401,6 +401,8 @@ TEST(HfConfig, OpenElmPerLayerWidths) {
                {kOrigin, "'num_query_heads'", "3 values"});
   expect_error([&] { parse(with(openelm_config(), "num_kv_heads", {1, 3, 1})); },
                {kOrigin, "num_query_heads[1] 4", "num_kv_heads[1] 3"});
+  expect_error([&] { parse(with(openelm_config(), "ffn_multipliers", {0.5, 1e300, 2.0})); },
+               {kOrigin, "ffn_multipliers[1]"});
   expect_error([&] { parse(with(openelm_config(), "ffn_with_glu", false)); },
                {kOrigin, "'ffn_with_glu'"});
 }
