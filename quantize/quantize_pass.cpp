@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <set>
 #include <sstream>
 
@@ -411,25 +410,21 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       if (awq || !o_.gptq.true_sequential) {
         stages.push_back(all);
       } else {
-        for (const char* kind : {"attn_in", "attn_out", "ffn_in", "ffn_out"}) {
+        for (int order = 0; order <= 3; ++order) {
           std::vector<LinearGroup> st;
-          for (const LinearGroup& g : all) {
-            const size_t n = std::strlen(kind);
-            if (g.name.size() >= n && g.name.compare(g.name.size() - n, n, kind) == 0 &&
-                (g.name.size() == n || g.name[g.name.size() - n - 1] == '.'))
-              st.push_back(g);
-          }
+          for (const LinearGroup& g : all)
+            if (g.order == order) st.push_back(g);
           if (!st.empty()) stages.push_back(std::move(st));
         }
       }
     }
     bool coverage_reported = false;
     for (const std::vector<LinearGroup>& groups : stages) {
-    std::map<std::string, std::string> group_of;
-    for (const LinearGroup& g : groups)
-      for (const std::string& mem : g.members)
-        if (plan.count(mem)) group_of[mem] = g.name;
-    if (!group_of.empty()) {
+      std::map<std::string, std::string> group_of;
+      for (const LinearGroup& g : groups)
+        for (const std::string& mem : g.members)
+          if (plan.count(mem)) group_of[mem] = g.name;
+      if (group_of.empty()) continue;
       std::map<std::string, Stats> stats;
       collect(stats, group_of, i, [&](const torch::Tensor& x) { (void)tf.layer(i, x); });
       // MoE coverage: the calibration tokens routed to each expert (an expert's groups all see
@@ -437,6 +432,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
       std::set<std::string> hooked;
       for (const auto& kv : group_of) hooked.insert(kv.second);
+      const int64_t min_rows = std::max<int64_t>(1, o_.moe_min_tokens);  // no token: always rtn
       auto rows_of = [&](const LinearGroup& g) -> int64_t {
         auto st = stats.find(g.name);
         return st == stats.end() ? 0 : st->second.rows;
@@ -453,7 +449,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
           counts += str_cat(e ? ", " : "", n < 0 ? std::string("-") : std::to_string(n));
           if (n < 0) continue;
           any = true;
-          if (n == 0 || n < o_.moe_min_tokens)
+          if (n < min_rows)
             low += str_cat(low.empty() ? "" : ", ", "expert ", e, " (", n, ")");
         }
         if (any) {
@@ -467,7 +463,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       }
       std::set<std::string> starved;  // expert groups quantized with rtn for lack of tokens
       for (const LinearGroup& g : groups)
-        if (g.expert >= 0 && hooked.count(g.name) && (rows_of(g) == 0 || rows_of(g) < o_.moe_min_tokens))
+        if (g.expert >= 0 && hooked.count(g.name) && rows_of(g) < min_rows)
           starved.insert(g.name);
       // AWQ searches and folds every group's scales first (the attn_out fold rescales attn_v's
       // rows, the ffn_out fold ffn_up's), then every linear is quantized once, as AutoAWQ does.
@@ -531,7 +527,6 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
         }
       }
     }
-    }  // stages
     // The quantized layer's outputs are the next layer's inputs.
     for (int64_t c = 0; c < N; c += B) {
       const int64_t b = std::min(B, N - c);

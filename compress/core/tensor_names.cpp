@@ -71,22 +71,22 @@ std::vector<LinearGroup> linear_groups(const ModelSpec& spec, int64_t i) {
   const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
   auto b = [&](const char* s) { return names::blk(i, s); };
   std::vector<LinearGroup> g;
-  g.push_back({"attn_in", {b(names::kAttnQ), b(names::kAttnK), b(names::kAttnV)}, b(names::kAttnNorm), "", -1});
+  g.push_back({"attn_in", {b(names::kAttnQ), b(names::kAttnK), b(names::kAttnV)}, b(names::kAttnNorm), "", -1, 0});
   // attn_v's rows scale attn_output's input exactly only when every value head serves one query
   // head (no GQA sharing).
-  g.push_back({"attn_out", {b(names::kAttnOut)}, "", l.n_head == l.n_kv_head ? b(names::kAttnV) : "", -1});
+  g.push_back({"attn_out", {b(names::kAttnOut)}, "", l.n_head == l.n_kv_head ? b(names::kAttnV) : "", -1, 1});
   if (!l.is_moe()) {
-    g.push_back({"ffn_in", {b(names::kFfnGate), b(names::kFfnUp)}, b(names::kFfnNorm), "", -1});
-    g.push_back({"ffn_out", {b(names::kFfnDown)}, "", b(names::kFfnUp), -1});
+    g.push_back({"ffn_in", {b(names::kFfnGate), b(names::kFfnUp)}, b(names::kFfnNorm), "", -1, 2});
+    g.push_back({"ffn_out", {b(names::kFfnDown)}, "", b(names::kFfnUp), -1, 3});
   } else {
     // ffn_norm also feeds the router and every other expert: nothing to fold into.
     for (int64_t e = 0; e < l.n_expert; ++e) {
       const std::string p = "expert." + std::to_string(e) + ".";
       g.push_back({p + "ffn_in",
                    {names::expert(i, e, names::kFfnGate), names::expert(i, e, names::kFfnUp)},
-                   "", "", e});
+                   "", "", e, 2});
       g.push_back({p + "ffn_out", {names::expert(i, e, names::kFfnDown)}, "",
-                   names::expert(i, e, names::kFfnUp), e});
+                   names::expert(i, e, names::kFfnUp), e, 3});
     }
   }
   return g;

@@ -66,6 +66,9 @@ struct LinearGroup {
   std::string prev_norm;             // RMSNorm weight that produces the input ("" if none/unsafe)
   std::string prev_linear;           // linear whose output rows produce the input ("" if none)
   int64_t expert = -1;               // MoE expert index, -1 for dense linears
+  // Dataflow order in the block: attn_in 0, attn_out 1, ffn_in 2, ffn_out 3. A group's input
+  // depends on the outputs of lower orders only (sequential calibration walks them in turn).
+  int order = 0;
 };
 std::vector<LinearGroup> linear_groups(const ModelSpec& spec, int64_t layer);
 

@@ -322,7 +322,7 @@ std::vector<json> per_layer_list(const ConfigReader& r, const std::string& origi
 
 // apple/OpenELM configuration_openelm.py as written to config.json (after __post_init__ has
 // expanded the per-layer lists).
-ModelSpec parse_openelm_config(const json& j, const ConfigReader& r, const std::string& origin) {
+ModelSpec parse_openelm_config(const ConfigReader& r, const std::string& origin) {
   ModelSpec spec;
   spec.family = Family::kOpenELM;
   spec.d_model = r.req_positive("model_dim");
@@ -378,7 +378,6 @@ ModelSpec parse_openelm_config(const json& j, const ConfigReader& r, const std::
     l.qk_norm = qk_norm;
     spec.layers.push_back(l);
   }
-  (void)j;
   return spec;
 }
 
@@ -402,7 +401,7 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
              "' (supported: ", supported_model_types(), ")");
 
   if (arch->family == Family::kOpenELM) {
-    ModelSpec spec = parse_openelm_config(j, r, origin);
+    ModelSpec spec = parse_openelm_config(r, origin);
     try {
       spec.validate();
     } catch (const Error& e) {

@@ -86,9 +86,6 @@ float activation(Activation act, float g) {
              : 0.5f * g * (1.0f + std::tanh(0.7978845608f * (g + 0.044715f * g * g * g)));
 }
 
-// "blk.3.expert." for tensor names of layer 3's experts.
-std::string expert_prefix(int64_t layer) { return "blk." + std::to_string(layer) + ".expert."; }
-
 }  // namespace
 
 // ---- Model -------------------------------------------------------------------------------------
@@ -207,30 +204,19 @@ uint64_t Model::weight_bytes() const {
 }
 
 uint64_t Model::bytes_per_token() const {
-  // Expert bytes per layer, scaled by n_expert_used / n_expert at the end (the experts of a layer
-  // share one shape and export format, so that is the bytes of the experts one token reads).
-  std::vector<uint64_t> expert_bytes(static_cast<size_t>(spec_.n_layer()), 0);
-  std::vector<std::string> prefixes;
-  for (int64_t i = 0; i < spec_.n_layer(); ++i) prefixes.push_back(expert_prefix(i));
   uint64_t n = 0;
-  for (const format::SlmTensor& t : file_->tensors()) {
-    if (t.name == names::kTokenEmbd && !spec_.tied_embeddings) continue;
-    bool is_expert = false;
-    for (int64_t i = 0; i < spec_.n_layer() && !is_expert; ++i) {
-      if (!spec_.layers[static_cast<size_t>(i)].is_moe()) continue;
-      const std::string& p = prefixes[static_cast<size_t>(i)];
-      if (t.name.compare(0, p.size(), p) == 0) {
-        expert_bytes[static_cast<size_t>(i)] += t.n_bytes;
-        is_expert = true;
-      }
-    }
-    if (!is_expert) n += t.n_bytes;
-  }
+  for (const format::SlmTensor& t : file_->tensors())
+    if (t.name != names::kTokenEmbd || spec_.tied_embeddings) n += t.n_bytes;
+  // An MoE layer's experts share one shape and export format, so a token reads n_expert_used /
+  // n_expert of their bytes.
   for (int64_t i = 0; i < spec_.n_layer(); ++i) {
     const LayerSpec& l = spec_.layers[static_cast<size_t>(i)];
-    if (l.is_moe())
-      n += expert_bytes[static_cast<size_t>(i)] * static_cast<uint64_t>(l.n_expert_used) /
-           static_cast<uint64_t>(l.n_expert);
+    if (!l.is_moe()) continue;
+    uint64_t experts = 0;
+    for (int64_t e = 0; e < l.n_expert; ++e)
+      for (const char* s : {names::kFfnGate, names::kFfnUp, names::kFfnDown})
+        experts += file_->find(names::expert(i, e, s))->n_bytes;  // present: checked at load
+    n -= experts - experts * static_cast<uint64_t>(l.n_expert_used) / static_cast<uint64_t>(l.n_expert);
   }
   return n;
 }

@@ -4,6 +4,8 @@
 // test failure, never a skip.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +17,14 @@
 #include <vector>
 
 namespace slmc::testing {
+
+// Every case gen_goldens.py writes (its cases() keys), for the tests that run them all.
+inline constexpr const char* kGoldenCases[] = {
+    "llama_gqa_untied", "llama3_tied_ropescaled", "qwen2_bias",        "mistral_window",
+    "llama_bf16",       "llama_fp16",             "llama_sharded",     "head_dim_explicit",
+    "phi3_fused",       "gemma3_text",            "openelm_layerwise", "mixtral_moe",
+    "mixtral_dead_expert",
+};
 
 struct GoldenFiles {
   int64_t batch = 0, seq = 0, vocab = 0;
@@ -57,6 +67,15 @@ inline GoldenFiles read_golden_files(const std::string& dir) {
   for (float v : g.logits)
     if (!std::isfinite(v)) throw std::runtime_error(dir + "/logits.f32: non-finite logit");
   return g;
+}
+
+// For tests: missing or corrupt goldens are a failure (ASSERT_NO_FATAL_FAILURE on the call).
+inline void read_golden_files_or_fail(const std::string& dir, GoldenFiles* g) {
+  try {
+    *g = read_golden_files(dir);
+  } catch (const std::exception& e) {
+    FAIL() << "goldens missing or corrupt: " << e.what();
+  }
 }
 
 }  // namespace slmc::testing

@@ -42,16 +42,6 @@ namespace {
 // dtype widening) moves logits by >= 1e-1 (the generator checks that for window, scaling, bias).
 constexpr double kLogitTol = 1e-4;
 
-const char* const kCases[] = {
-    "llama_gqa_untied", "llama3_tied_ropescaled",
-    "qwen2_bias",       "mistral_window",
-    "llama_bf16",       "llama_fp16",
-    "llama_sharded",    "head_dim_explicit",
-    "phi3_fused",       "gemma3_text",
-    "openelm_layerwise", "mixtral_moe",
-    "mixtral_dead_expert",
-};
-
 std::string golden_dir(const std::string& c) {
   return std::string(SLMC_MODEL_GOLDEN_DIR) + "/" + c;
 }
@@ -62,15 +52,16 @@ struct Golden {
   torch::Tensor logits;     // (batch, seq, vocab) float32
 };
 
-Golden read_golden(const std::string& dir) {
-  testing::GoldenFiles f = testing::read_golden_files(dir);
-  Golden g;
+// Missing or corrupt goldens fail the test (never skip it).
+void read_golden_or_fail(const std::string& dir, Golden* out) {
+  testing::GoldenFiles f;
+  ASSERT_NO_FATAL_FAILURE(testing::read_golden_files_or_fail(dir, &f));
+  Golden& g = *out;
   g.batch = f.batch;
   g.seq = f.seq;
   g.vocab = f.vocab;
   g.input_ids = torch::tensor(f.ids, torch::kInt64).view({g.batch, g.seq});
   g.logits = torch::from_blob(f.logits.data(), {g.batch, g.seq, g.vocab}, torch::kFloat32).clone();
-  return g;
 }
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
@@ -89,15 +80,6 @@ std::string where_worst(const torch::Tensor& got, const torch::Tensor& want) {
   auto row = err[flat / T];
   for (int64_t t = 0; t < T; ++t) os << ' ' << row[t].item<double>();
   return os.str();
-}
-
-// Missing or corrupt goldens fail the test (never skip it).
-void read_golden_or_fail(const std::string& dir, Golden* g) {
-  try {
-    *g = read_golden(dir);
-  } catch (const std::exception& e) {
-    FAIL() << "goldens missing or corrupt: " << e.what();
-  }
 }
 
 class ModelGolden : public ::testing::TestWithParam<const char*> {};
@@ -151,7 +133,7 @@ TEST_P(ModelGolden, KvCacheMatchesFullForward) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, ModelGolden, ::testing::ValuesIn(kCases),
+INSTANTIATE_TEST_SUITE_P(Cases, ModelGolden, ::testing::ValuesIn(testing::kGoldenCases),
                          [](const ::testing::TestParamInfo<const char*>& i) {
                            return std::string(i.param);
                          });

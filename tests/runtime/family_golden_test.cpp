@@ -54,13 +54,6 @@ namespace {
 // tests/model/golden_test.cpp.
 constexpr double kLogitTol = 1e-4;
 
-const char* const kCases[] = {
-    "llama_gqa_untied", "llama3_tied_ropescaled", "qwen2_bias",        "mistral_window",
-    "llama_bf16",       "llama_fp16",             "llama_sharded",     "head_dim_explicit",
-    "phi3_fused",       "gemma3_text",            "openelm_layerwise", "mixtral_moe",
-    "mixtral_dead_expert",
-};
-
 // The fixture writes into the build tree; SLMC_MODEL_GOLDEN_DIR in the environment points the
 // test at goldens generated elsewhere (gen_goldens.py --out DIR) when run by hand.
 std::string golden_dir(const std::string& c) {
@@ -68,35 +61,10 @@ std::string golden_dir(const std::string& c) {
   return std::string(env && *env ? env : SLMC_MODEL_GOLDEN_DIR) + "/" + c;
 }
 
-struct Golden {
-  int64_t batch = 0, seq = 0, vocab = 0;
-  std::vector<int32_t> ids;   // (batch, seq)
-  std::vector<float> logits;  // (batch, seq, vocab)
-};
-
-Golden read_golden(const std::string& dir) {
-  testing::GoldenFiles f = testing::read_golden_files(dir);
-  Golden g;
-  g.batch = f.batch;
-  g.seq = f.seq;
-  g.vocab = f.vocab;
-  g.ids.assign(f.ids.begin(), f.ids.end());
-  g.logits = std::move(f.logits);
-  return g;
-}
-
-void read_golden_or_fail(const std::string& dir, Golden* g) {
-  try {
-    *g = read_golden(dir);
-  } catch (const std::exception& e) {
-    FAIL() << "goldens missing or corrupt: " << e.what();
-  }
-}
-
 // Max abs error of `got` (seq, vocab) against sequence b of the golden; `worst_pos` gets the
 // position of the largest error (a position-dependent error points at RoPE or the window), and
 // a non-finite logit counts as an infinite error.
-double max_error(const Golden& g, int64_t b, const std::vector<float>& got, int64_t* worst_pos) {
+double max_error(const testing::GoldenFiles& g, int64_t b, const std::vector<float>& got, int64_t* worst_pos) {
   double worst = 0;
   *worst_pos = 0;
   const float* want = g.logits.data() + b * g.seq * g.vocab;
@@ -151,8 +119,8 @@ class FamilyGolden : public ::testing::TestWithParam<const char*> {};
 TEST_P(FamilyGolden, RuntimeMatchesPyTorchReference) {
   const std::string name = GetParam();
   const std::string dir = golden_dir(name);
-  Golden g;
-  ASSERT_NO_FATAL_FAILURE(read_golden_or_fail(dir, &g));
+  testing::GoldenFiles g;
+  ASSERT_NO_FATAL_FAILURE(testing::read_golden_files_or_fail(dir, &g));
   const LoadedModel m = load_model(dir);
   ASSERT_EQ(m.spec.vocab, g.vocab);
 
@@ -173,12 +141,12 @@ TEST_P(FamilyGolden, RuntimeMatchesPyTorchReference) {
       const std::string mode = chunk == T ? "prefill" : chunk == 1 ? "decode" : "chunk 5";
       double worst = 0;
       for (int64_t b = 0; b < g.batch; ++b) {
-        const int32_t* ids = g.ids.data() + b * T;
+        const std::vector<int32_t> ids(g.ids.begin() + b * T, g.ids.begin() + (b + 1) * T);
         std::vector<float> got(static_cast<size_t>(T * V), NAN);
         s.reset();
         for (int64_t p = 0; p < T; p += chunk) {
           const int64_t n = std::min(chunk, T - p);
-          s.forward(ids + p, n, got.data() + p * V, /*all_logits=*/true);
+          s.forward(ids.data() + p, n, got.data() + p * V, /*all_logits=*/true);
           ASSERT_EQ(s.pos(), p + n);
         }
         int64_t pos = 0;
@@ -195,7 +163,7 @@ TEST_P(FamilyGolden, RuntimeMatchesPyTorchReference) {
   RecordProperty("max_abs_error", std::to_string(case_worst));
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, FamilyGolden, ::testing::ValuesIn(kCases),
+INSTANTIATE_TEST_SUITE_P(Cases, FamilyGolden, ::testing::ValuesIn(testing::kGoldenCases),
                          [](const ::testing::TestParamInfo<const char*>& i) {
                            return std::string(i.param);
                          });
