@@ -685,6 +685,86 @@ void q4_0_gemm(const GemmArgs& a) { gemm_for<Q4_0K>(a); }
 void q4_g64_gemm(const GemmArgs& a) { gemm_for<Q4G64K>(a); }
 void q4_g128_gemm(const GemmArgs& a) { gemm_for<Q4G128K>(a); }
 
+// Per 128-bit quarter: lanes 0-1 = a[0] + a[2], a[1] + a[3]; lanes 2-3 = the same of b.
+SLMC_INLINE inline __m512 add_pairs(__m512 a, __m512 b) {
+  const __m512d ad = _mm512_castps_pd(a), bd = _mm512_castps_pd(b);
+  return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(ad, bd)),
+                       _mm512_castpd_ps(_mm512_unpackhi_pd(ad, bd)));
+}
+
+// Lane k of the result = _mm512_reduce_add_ps(v[s]) for the slot s = 4 (k % 4) + k / 4, with
+// exactly its additions: GCC reduces lanes i and i + 8, then i and i + 4, then i and i + 2,
+// then i and i + 1 (fp addition is commutative bit for bit, so only the pairing matters). Four
+// levels of shuffles and adds serve 16 vectors at once (15 shuffle pairs instead of 16 x 4).
+SLMC_INLINE inline __m512 reduce16(const __m512 (&v)[16]) {
+  __m512 w[8], x[4];
+  SLMC_UNROLL
+  for (int m = 0; m < 8; ++m)  // i + 8: lanes 0-7 from v[2m], 8-15 from v[2m + 1]
+    w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0xEE),
+                         _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0x44));
+  SLMC_UNROLL
+  for (int p = 0; p < 4; ++p)  // i + 4: quarter c = slot 4p + c
+    x[p] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * p], w[2 * p + 1], 0xDD),
+                         _mm512_shuffle_f32x4(w[2 * p], w[2 * p + 1], 0x88));
+  // i + 2: quarter c, lanes 0-1 slot c (x[0]) / 8 + c (x[2]); lanes 2-3 slot 4 + c / 12 + c.
+  const __m512 y0 = add_pairs(x[0], x[1]);
+  const __m512 y1 = add_pairs(x[2], x[3]);
+  // i + 1: lane 4c + r = slot 4r + c.
+  return _mm512_add_ps(_mm512_shuffle_ps(y0, y1, 0x88), _mm512_shuffle_ps(y0, y1, 0xDD));
+}
+
+// The last group of a packed row when it holds m <= 8 blocks (768 columns: 16 + 8 blocks), in
+// 256-bit registers: int32 lane i is block i < 8, whose codes are the first 32 bytes of every
+// 64-byte activation vector. Lanes 0-7 get exactly the operations of the 512-bit masked step
+// (same integer dot, same scale products, same FMA); lanes 8-15 of acc are kept (that step adds
+// 0 * 0 there). Half the integer work of the 512-bit step.
+template <bool kNibbles, bool kTwo>
+SLMC_INLINE inline __m512 packed_half_group(const uint8_t* p, int64_t m, const int8_t* xg,
+                                            int64_t lo, const int32_t* init, const float* sc,
+                                            __m512 acc) {
+  constexpr int kChunks = kNibbles ? 4 : 8;
+  const __m256 dw = _mm256_cvtph_ps(_mm_maskz_loadu_epi16(static_cast<__mmask8>((1u << m) - 1), p));
+  const __mmask32 mb = static_cast<__mmask32>(m >= 8 ? 0xffffffffu : (1u << (4 * m)) - 1);
+  __m256i q[8];
+  SLMC_UNROLL
+  for (int k = 0; k < kChunks; ++k) {
+    const __m256i raw = _mm256_maskz_loadu_epi8(mb, p + 2 * m + 4 * m * k);
+    if constexpr (kNibbles) {
+      const __m256i m4 = _mm256_set1_epi8(0x0f);
+      q[k] = _mm256_and_si256(raw, m4);
+      q[4 + k] = _mm256_andnot_si256(m4, raw);  // 16 * code: the dot is divided by 16 below
+    } else {
+      q[k] = _mm256_xor_si256(raw, _mm256_set1_epi8(static_cast<char>(0x80)));
+    }
+  }
+  auto ld = [](const int8_t* x) SLMC_INLINE {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  };
+  // The lane dots of group_dot<kTwo, kNibbles> (exact int32 sums: their order does not matter).
+  auto plane = [&](const int8_t* x, __m256i seed) SLMC_INLINE {
+    __m256i d0 = _mm256_dpbusd_epi32(seed, q[0], ld(x));
+    __m256i d1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q[4], ld(x + 256));
+    SLMC_UNROLL
+    for (int k = 1; k < 4; ++k) {
+      d0 = _mm256_dpbusd_epi32(d0, q[k], ld(x + 64 * k));
+      d1 = _mm256_dpbusd_epi32(d1, q[4 + k], ld(x + 256 + 64 * k));
+    }
+    if constexpr (kNibbles) d1 = _mm256_srai_epi32(d1, 4);
+    return _mm256_add_epi32(d0, d1);
+  };
+  const __m256i i0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(init));
+  __m256i d;
+  if constexpr (!kTwo) {
+    d = plane(xg, i0);
+  } else {
+    const __m256i h = plane(xg, _mm256_setzero_si256());
+    d = _mm256_add_epi32(_mm256_slli_epi32(h, 8), plane(xg + lo, i0));
+  }
+  const __m256 f = _mm256_mul_ps(dw, _mm256_loadu_ps(sc));
+  return _mm512_fmadd_ps(_mm512_zextps256_ps512(_mm256_cvtepi32_ps(d)), _mm512_zextps256_ps512(f),
+                         acc);
+}
+
 // Matrix x vector on packed weights: one function streams all its rows (no per-row calls).
 template <bool kNibbles, bool kTwo>
 void packed_matvec(const GemmArgs& a) {
@@ -694,7 +774,8 @@ void packed_matvec(const GemmArgs& a) {
   const int64_t lo = a.x.lo_offset;
   const int32_t* xi = a.x.lane_init;
   const float* xs = a.x.lane_scale;
-  for (int64_t r = a.r0; r < a.r1; ++r) {
+  // The 16 fp32 lanes of row r's sum (reduced by the caller).
+  auto row_lanes = [&](int64_t r) SLMC_INLINE {
     const uint8_t* row = a.w + static_cast<size_t>(r) * a.row_bytes;
     __m512 acc = _mm512_setzero_ps();
     auto step = [&](auto is_full, int64_t s) SLMC_INLINE {
@@ -711,9 +792,27 @@ void packed_matvec(const GemmArgs& a) {
     };
     int64_t s = 0;
     for (; s < full; ++s) step(Full<true>{}, s);
-    if (s * 16 < nb) step(Full<false>{}, s);
-    a.y[r] = _mm512_reduce_add_ps(acc);
+    if (s * 16 < nb) {
+      if (nb - 16 * s <= 8) {
+        prefetch_ahead<8 * K::kBlockBytes>(row + s * 16 * K::kBlockBytes);
+        acc = packed_half_group<kNibbles, kTwo>(row + s * 16 * K::kBlockBytes, nb - 16 * s,
+                                                xq + 512 * s, lo, xi + 16 * s, xs + 16 * s, acc);
+      } else {
+        step(Full<false>{}, s);
+      }
+    }
+    return acc;
+  };
+  int64_t r = a.r0;
+  // 16 rows at a time: their sums reduced together (reduce16), each exactly as
+  // _mm512_reduce_add_ps would.
+  for (; r + 16 <= a.r1; r += 16) {
+    __m512 v[16];
+    SLMC_UNROLL
+    for (int k = 0; k < 16; ++k) v[4 * (k % 4) + k / 4] = row_lanes(r + k);  // rows in order
+    _mm512_storeu_ps(a.y + r, reduce16(v));
   }
+  for (; r < a.r1; ++r) a.y[r] = _mm512_reduce_add_ps(row_lanes(r));
 }
 
 template <bool kNibbles, bool kTwo>

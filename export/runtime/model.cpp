@@ -20,12 +20,20 @@ void rms_norm(const float* x, const float* w, float* out, int64_t n, double eps,
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * r * w[i];
 }
 
-// Rotate-half RoPE on `n_head` heads of `hd` values at position `pos`.
-void rope(float* x, int64_t n_head, int64_t hd, const std::vector<float>& inv_freq, int64_t pos) {
+// cs[2i], cs[2i + 1] = cos, sin of the RoPE angle of frequency i at position `pos`.
+void rope_table(const std::vector<float>& inv_freq, int64_t pos, float* cs) {
+  for (size_t i = 0; i < inv_freq.size(); ++i) {
+    const float angle = static_cast<float>(pos) * inv_freq[i];
+    cs[2 * i] = std::cos(angle);
+    cs[2 * i + 1] = std::sin(angle);
+  }
+}
+
+// Rotate-half RoPE on `n_head` heads of `hd` values with the table `cs` of their position.
+void rope(float* x, int64_t n_head, int64_t hd, const float* cs) {
   const int64_t half = hd / 2;
   for (int64_t i = 0; i < half; ++i) {
-    const float angle = static_cast<float>(pos) * inv_freq[static_cast<size_t>(i)];
-    const float c = std::cos(angle), s = std::sin(angle);
+    const float c = cs[2 * i], s = cs[2 * i + 1];
     for (int64_t h = 0; h < n_head; ++h) {
       float* v = x + h * hd;
       const float a = v[i], b = v[i + half];
@@ -232,6 +240,15 @@ Session::Session(const Model& model, ThreadPool& pool, int64_t max_ctx, Isa isa,
     k_cache_.emplace_back(static_cast<size_t>(max_ctx * l.n_kv_head * l.head_dim) * 4);
     v_cache_.emplace_back(static_cast<size_t>(max_ctx * l.n_kv_head * l.head_dim) * 4);
   }
+  // Layers with the same RoPE frequencies share one cos / sin table per forward.
+  const std::vector<LayerWeights>& lw = m_.layers();
+  for (size_t i = 0; i < lw.size(); ++i) {
+    size_t g = i;
+    for (size_t j = 0; j < i && g == i; ++j)
+      if (lw[j].inv_freq == lw[i].inv_freq) g = j;
+    rope_group_.push_back(static_cast<int64_t>(g));
+  }
+  rope_cs_.resize(lw.size());
 }
 
 void Session::prepare(const Matrix& w, const float* x, int64_t n, bool same_input) {
@@ -241,32 +258,84 @@ void Session::prepare(const Matrix& w, const float* x, int64_t n, bool same_inpu
   prepare_acts(w.format, x, n, w.cols, &acts_, isa_, w.layout, act_precision_, &pool_);
 }
 
+int64_t Session::row_chunk(int64_t rows) const {
+  // Four chunks per thread: a thread that starts late (waking up) or runs slow (a busy core)
+  // leaves its share to the others, at one shared-counter update per chunk.
+  constexpr int64_t kChunksPerThread = 4;
+  const int64_t parts = kChunksPerThread * pool_.size();
+  const int64_t per = (rows + parts - 1) / parts;
+  return std::max<int64_t>(16, (per + 15) / 16 * 16);
+}
+
 void Session::matmul(const Matrix& w, float* y, int64_t ldy) {
-  // Rows split across threads in multiples of 16 (whole cache lines of output).
-  pool_.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
+  pool_.parallel_for_dynamic(w.rows, row_chunk(w.rows), [&](int64_t r0, int64_t r1) {
     gemm_rows(w.format, w.data, acts_, y, ldy, r0, r1, isa_);
+  });
+}
+
+void Session::prepare_group(const GroupOut* outs, int count, const float* x, int64_t n,
+                            const Acts** acts) {
+  SLMC_CHECK(count >= 1 && count <= 3, "runtime: matmul group of ", count);
+  for (int i = 0; i < count; ++i) {
+    const Matrix& w = *outs[i].w;
+    acts[i] = nullptr;
+    for (int j = 0; j < i && acts[i] == nullptr; ++j) {
+      const Matrix& o = *outs[j].w;
+      if (o.format == w.format && o.layout == w.layout && o.cols == w.cols) acts[i] = acts[j];
+    }
+    if (acts[i] != nullptr) continue;
+    Acts* a = i == 0 ? &acts_ : &group_acts_[i - 1];
+    prepare_acts(w.format, x, n, w.cols, a, isa_, w.layout, act_precision_, &pool_);
+    acts[i] = a;
+  }
+}
+
+void Session::matmul_group(const GroupOut* outs, int count, const Acts* const* acts) {
+  int64_t total = 0;
+  for (int i = 0; i < count; ++i) total += outs[i].w->rows;
+  pool_.parallel_for_dynamic(total, row_chunk(total), [&](int64_t b, int64_t e) {
+    int64_t off = 0;
+    for (int i = 0; i < count; ++i) {
+      const Matrix& w = *outs[i].w;
+      const int64_t lo = std::max(b, off), hi = std::min(e, off + w.rows);
+      if (lo < hi)
+        gemm_rows(w.format, w.data, *acts[i], outs[i].y, outs[i].ldy, lo - off, hi - off, isa_);
+      off += w.rows;
+    }
   });
 }
 
 void Session::attention(int64_t layer, int64_t n) {
   const LayerSpec& l = m_.spec().layers[static_cast<size_t>(layer)];
   const int64_t H = l.n_head, KV = l.n_kv_head, hd = l.head_dim, group = H / KV;
-  const int64_t q_dim = H * hd, kv_dim = KV * hd;
+  const int64_t q_dim = H * hd;
   // The LibTorch model multiplies the fp32 scores by this double, i.e. by its float rounding.
   const float scale = static_cast<float>(l.softmax_scale());
   const float* kc = reinterpret_cast<const float*>(k_cache_[static_cast<size_t>(layer)].data());
   const float* vc = reinterpret_cast<const float*>(v_cache_[static_cast<size_t>(layer)].data());
   const int64_t span = pos_ + n;  // keys visible to the last token
-  att_.resize(static_cast<size_t>(pool_.size() * span));
-  // One task per (token, head).
+  // The cache is head-major (forward()): one head's keys (and values) are contiguous.
+  const int64_t head_stride = max_ctx_ * hd;
+  att_.resize(static_cast<size_t>(2 * pool_.size() * span));
+  // One task per token and pair of heads (attend2 interleaves the two; an odd last head alone).
+  const int64_t pairs = (H + 1) / 2;
   pool_.run([&](int tid, int nt) {
-    float* scores = att_.data() + tid * span;
-    for (int64_t task = tid; task < n * H; task += nt) {
-      const int64_t t = task / H, h = task % H, g = h / group;
+    float* scores = att_.data() + 2 * tid * span;
+    for (int64_t task = tid; task < n * pairs; task += nt) {
+      const int64_t t = task / pairs, h = 2 * (task % pairs), g = h / group;
       const int64_t p = pos_ + t;
       const int64_t lo = l.window > 0 ? std::max<int64_t>(0, p - l.window + 1) : 0;
-      attend(q_.data() + t * q_dim + h * hd, kc + g * hd, vc + g * hd, kv_dim, hd, lo, p, scale,
-             scores, h_.data() + t * q_dim + h * hd, isa_);
+      const float* q = q_.data() + t * q_dim + h * hd;
+      float* out = h_.data() + t * q_dim + h * hd;
+      if (h + 1 < H) {
+        const int64_t g1 = (h + 1) / group;
+        attend2(q, q + hd, kc + g * head_stride, kc + g1 * head_stride, vc + g * head_stride,
+                vc + g1 * head_stride, hd, hd, lo, p, scale, scores, scores + span, out, out + hd,
+                isa_);
+      } else {
+        attend(q, kc + g * head_stride, vc + g * head_stride, hd, hd, lo, p, scale, scores, out,
+               isa_);
+      }
     }
   });
 }
@@ -275,15 +344,29 @@ void Session::mlp(const Matrix& gate, const Matrix& up, const Matrix& down, cons
                   const float* up_bias, const float* down_bias, int64_t ffn_dim, const float* in,
                   int64_t rows, float* out) {
   const ModelSpec& s = m_.spec();
-  prepare(gate, in, rows, false);
-  matmul(gate, gate_.data(), ffn_dim);
-  prepare(up, in, rows, true);
-  matmul(up, up_.data(), ffn_dim);
-  add_bias(gate_.data(), gate_bias, rows, ffn_dim);
-  add_bias(up_.data(), up_bias, rows, ffn_dim);
-  for (int64_t j = 0; j < rows * ffn_dim; ++j)
-    gate_[static_cast<size_t>(j)] =
-        activation(s.act, gate_[static_cast<size_t>(j)]) * up_[static_cast<size_t>(j)];
+  SLMC_CHECK(gate.rows == ffn_dim && up.rows == ffn_dim, "runtime: ", gate.name, " / ", up.name,
+             " do not have ", ffn_dim, " rows");
+  const GroupOut outs[2] = {{&gate, gate_.data(), ffn_dim}, {&up, up_.data(), ffn_dim}};
+  const Acts* acts[2];
+  prepare_group(outs, 2, in, rows, acts);
+  // One dispatch: each chunk of ffn rows runs gate and up, then the biases and the activation of
+  // its own columns (the same operations, in the same order per element, as one pass after).
+  float* g = gate_.data();
+  float* u = up_.data();
+  const Activation act = s.act;
+  pool_.parallel_for_dynamic(ffn_dim, row_chunk(2 * ffn_dim), [&](int64_t r0, int64_t r1) {
+    gemm_rows(gate.format, gate.data, *acts[0], g, ffn_dim, r0, r1, isa_);
+    gemm_rows(up.format, up.data, *acts[1], u, ffn_dim, r0, r1, isa_);
+    for (int64_t t = 0; t < rows; ++t) {
+      float* gt = g + t * ffn_dim;
+      const float* ut = u + t * ffn_dim;
+      for (int64_t j = r0; j < r1; ++j) {
+        const float gv = gate_bias ? gt[j] + gate_bias[j] : gt[j];
+        const float uv = up_bias ? ut[j] + up_bias[j] : ut[j];
+        gt[j] = activation(act, gv) * uv;
+      }
+    }
+  });
   prepare(down, gate_.data(), rows, false);
   matmul(down, out, s.d_model);
   add_bias(out, down_bias, rows, s.d_model);
@@ -402,12 +485,13 @@ void Session::forward(const int32_t* tokens, int64_t n, float* logits, bool all_
     const int64_t q_dim = l.n_head * l.head_dim, kv_dim = l.n_kv_head * l.head_dim;
 
     for (int64_t t = 0; t < n; ++t) rms_norm(x_.data() + t * d, w.attn_norm, h_.data() + t * d, d, s.norm_eps, isa_);
-    prepare(w.q, h_.data(), n, false);
-    matmul(w.q, q_.data(), q_dim);
-    prepare(w.k, h_.data(), n, true);
-    matmul(w.k, k_.data(), kv_dim);
-    prepare(w.v, h_.data(), n, true);
-    matmul(w.v, v_.data(), kv_dim);
+    {
+      const GroupOut qkv[3] = {
+          {&w.q, q_.data(), q_dim}, {&w.k, k_.data(), kv_dim}, {&w.v, v_.data(), kv_dim}};
+      const Acts* acts[3];
+      prepare_group(qkv, 3, h_.data(), n, acts);
+      matmul_group(qkv, 3, acts);
+    }
     add_bias(q_.data(), w.q_bias, n, q_dim);
     add_bias(k_.data(), w.k_bias, n, kv_dim);
     add_bias(v_.data(), w.v_bias, n, kv_dim);
@@ -416,11 +500,26 @@ void Session::forward(const int32_t* tokens, int64_t n, float* logits, bool all_
     rms_norm_rows(k_.data(), w.k_norm, n * l.n_kv_head, l.head_dim, s.norm_eps, isa_);
     float* kc = reinterpret_cast<float*>(k_cache_[static_cast<size_t>(i)].data());
     float* vc = reinterpret_cast<float*>(v_cache_[static_cast<size_t>(i)].data());
+    // The cos / sin of every token's position, computed once per forward for each distinct
+    // set of frequencies (usually one for all layers) and shared by q and k.
+    const size_t rg = static_cast<size_t>(rope_group_[static_cast<size_t>(i)]);
+    const int64_t half = l.head_dim / 2;
+    if (rg == static_cast<size_t>(i)) {
+      rope_cs_[rg].resize(static_cast<size_t>(n * 2 * half));
+      for (int64_t t = 0; t < n; ++t)
+        rope_table(w.inv_freq, pos_ + t, rope_cs_[rg].data() + t * 2 * half);
+    }
     for (int64_t t = 0; t < n; ++t) {
-      rope(q_.data() + t * q_dim, l.n_head, l.head_dim, w.inv_freq, pos_ + t);
-      rope(k_.data() + t * kv_dim, l.n_kv_head, l.head_dim, w.inv_freq, pos_ + t);
-      std::memcpy(kc + (pos_ + t) * kv_dim, k_.data() + t * kv_dim, static_cast<size_t>(kv_dim) * 4);
-      std::memcpy(vc + (pos_ + t) * kv_dim, v_.data() + t * kv_dim, static_cast<size_t>(kv_dim) * 4);
+      const float* cs = rope_cs_[rg].data() + t * 2 * half;
+      rope(q_.data() + t * q_dim, l.n_head, l.head_dim, cs);
+      rope(k_.data() + t * kv_dim, l.n_kv_head, l.head_dim, cs);
+      // Head-major cache: (n_kv_head, max_ctx, head_dim).
+      const int64_t hd = l.head_dim;
+      for (int64_t g = 0; g < l.n_kv_head; ++g) {
+        const int64_t at = (g * max_ctx_ + pos_ + t) * hd;
+        std::memcpy(kc + at, k_.data() + t * kv_dim + g * hd, static_cast<size_t>(hd) * 4);
+        std::memcpy(vc + at, v_.data() + t * kv_dim + g * hd, static_cast<size_t>(hd) * 4);
+      }
     }
     attention(i, n);  // -> h_ (n, q_dim)
     prepare(w.o, h_.data(), n, false);

@@ -107,6 +107,22 @@ class Session {
   // Prepares `x` (n, w.cols) for `w` unless acts_ already hold it for w's format and layout.
   void prepare(const Matrix& w, const float* x, int64_t n, bool same_input);
   void matmul(const Matrix& w, float* y, int64_t ldy);
+  // Matrices that read the same input (q/k/v, gate/up): y_i (n, ldy_i) = x W_i^T.
+  struct GroupOut {
+    const Matrix* w;
+    float* y;
+    int64_t ldy;
+  };
+  // Prepares `x` (n, cols) once per distinct format and layout among the `count` (<= 3) matrices
+  // (acts_ and group_acts_) and returns in acts[i] the preparation matrix i reads.
+  void prepare_group(const GroupOut* outs, int count, const float* x, int64_t n,
+                     const Acts** acts);
+  // Runs the group as one pool dispatch: the rows of all its matrices, concatenated, are split
+  // into chunks that the threads claim (ThreadPool::parallel_for_dynamic).
+  void matmul_group(const GroupOut* outs, int count, const Acts* const* acts);
+  // Row chunk for `rows` rows of output split over the pool: a multiple of 16 (whole cache lines
+  // of output), a few chunks per thread.
+  int64_t row_chunk(int64_t rows) const;
   void attention(int64_t layer, int64_t n);
   // Gated MLP down(act(gate in + gate_bias) * (up in + up_bias)) + down_bias on `in`
   // (rows, d_model) -> `out` (rows, d_model); biases may be null. Uses gate_ and up_ as scratch.
@@ -121,14 +137,20 @@ class Session {
   Isa isa_;
   ActPrecision act_precision_;
   int64_t max_ctx_, pos_ = 0;
-  // Per layer: (max_ctx, n_kv_head * head_dim) keys and values, on 2 MiB pages.
+  // Per layer: (n_kv_head, max_ctx, head_dim) keys and values (head-major, so attention streams
+  // each head's positions contiguously), on 2 MiB pages.
   std::vector<HugeBuffer> k_cache_, v_cache_;
   std::vector<float> x_, h_, q_, k_, v_, att_, gate_, up_, logits_tmp_;
   // MoE scratch: router logits (n, n_expert), the rows routed to one expert gathered (rows,
   // d_model), that expert's output (rows, d_model), and per expert the (token, weight) pairs.
   std::vector<float> router_, moe_in_, moe_out_;
   std::vector<std::vector<std::pair<int64_t, float>>> routed_;
+  // Per layer: the first layer with the same RoPE frequencies, whose rope_cs_ entry it reads;
+  // rope_cs_[g] = (n, head_dim) cos / sin pairs of the current forward's positions.
+  std::vector<int64_t> rope_group_;
+  std::vector<std::vector<float>> rope_cs_;
   Acts acts_;
+  Acts group_acts_[2];  // the inputs of a group's matrices in other formats than its first
 };
 
 }  // namespace slmc::runtime

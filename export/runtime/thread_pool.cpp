@@ -154,4 +154,22 @@ void ThreadPool::parallel_for(int64_t n, int64_t align,
   });
 }
 
+void ThreadPool::parallel_for_dynamic(int64_t n, int64_t chunk,
+                                      const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (chunk < 1) chunk = 1;
+  if (chunk >= n || n_threads_ == 1 || tls_in_job) {
+    for (int64_t b = 0; b < n; b += chunk) fn(b, b + chunk < n ? b + chunk : n);
+    return;
+  }
+  alignas(64) std::atomic<int64_t> next{0};
+  run([&](int, int) {
+    for (;;) {
+      const int64_t b = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (b >= n) return;
+      fn(b, b + chunk < n ? b + chunk : n);
+    }
+  });
+}
+
 }  // namespace slmc::runtime

@@ -33,6 +33,13 @@ class ThreadPool {
   // and calls fn(begin, end) for each non-empty chunk in parallel.
   void parallel_for(int64_t n, int64_t align, const std::function<void(int64_t, int64_t)>& fn);
 
+  // Splits [0, n) into chunks of `chunk` items (the last one shorter) that the threads claim in
+  // order from a shared counter, calling fn(begin, end) once per chunk. The caller starts on the
+  // first chunk while the workers wake up, and a thread slowed by a busy core takes fewer chunks.
+  // One chunk (or a 1-thread pool) runs serially on the caller with no dispatch.
+  void parallel_for_dynamic(int64_t n, int64_t chunk,
+                            const std::function<void(int64_t, int64_t)>& fn);
+
   // How long an idle worker polls for the next job before it sleeps on the condition variable.
   static constexpr int64_t kSpinMicros = 200;
 

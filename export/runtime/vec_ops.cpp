@@ -42,16 +42,10 @@ __attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* 
   return s;
 }
 
-__attribute__((target("avx2,fma"))) void axpy_avx2(float alpha, const float* x, float* y,
-                                                    int64_t n) {
-  const __m256 av = _mm256_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += alpha * x[i];
-}
-
-__attribute__((target("avx512f"))) float dot_avx512(const float* a, const float* b, int64_t n) {
+// The 16 lanes dot_avx512 reduces (its whole computation but the final reduction).
+__attribute__((target("avx512f"), always_inline)) inline __m512 dot_lanes_avx512(const float* a,
+                                                                                const float* b,
+                                                                                int64_t n) {
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -63,40 +57,217 @@ __attribute__((target("avx512f"))) float dot_avx512(const float* a, const float*
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
     s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+  return _mm512_add_ps(s0, s1);
 }
 
-__attribute__((target("avx512f"))) void axpy_avx512(float alpha, const float* x, float* y,
-                                                     int64_t n) {
-  const __m512 av = _mm512_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(y + i, m,
-                          _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i),
-                                          _mm512_maskz_loadu_ps(m, y + i)));
+__attribute__((target("avx512f"))) float dot_avx512(const float* a, const float* b, int64_t n) {
+  return _mm512_reduce_add_ps(dot_lanes_avx512(a, b, n));
+}
+
+// Per 128-bit quarter: lanes 0-1 = a[0] + a[2], a[1] + a[3]; lanes 2-3 = the same of b.
+__attribute__((target("avx512f"), always_inline)) inline __m512 add_pairs_avx512(__m512 a,
+                                                                                __m512 b) {
+  const __m512d ad = _mm512_castps_pd(a), bd = _mm512_castps_pd(b);
+  return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(ad, bd)),
+                       _mm512_castpd_ps(_mm512_unpackhi_pd(ad, bd)));
+}
+
+// Lane k of the result = _mm512_reduce_add_ps(v[s]) for the slot s = 4 (k % 4) + k / 4, with
+// exactly its additions: GCC reduces lanes i and i + 8, then i and i + 4, then i and i + 2,
+// then i and i + 1 (fp addition is commutative bit for bit, so only the pairing matters). Four
+// levels of shuffles and adds serve 16 vectors at once instead of one reduction each.
+__attribute__((target("avx512f"), always_inline)) inline __m512 reduce16_avx512(
+    const __m512 (&v)[16]) {
+  __m512 w[8], x[4];
+  for (int m = 0; m < 8; ++m)  // i + 8: lanes 0-7 from v[2m], 8-15 from v[2m + 1]
+    w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0xEE),
+                         _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0x44));
+  for (int p = 0; p < 4; ++p)  // i + 4: quarter c = slot 4p + c
+    x[p] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * p], w[2 * p + 1], 0xDD),
+                         _mm512_shuffle_f32x4(w[2 * p], w[2 * p + 1], 0x88));
+  // i + 2: quarter c, lanes 0-1 slot c (x[0]) / 8 + c (x[2]); lanes 2-3 slot 4 + c / 12 + c.
+  const __m512 y0 = add_pairs_avx512(x[0], x[1]);
+  const __m512 y1 = add_pairs_avx512(x[2], x[3]);
+  // i + 1: lane 4c + r = slot 4r + c.
+  return _mm512_add_ps(_mm512_shuffle_ps(y0, y1, 0x88), _mm512_shuffle_ps(y0, y1, 0xDD));
+}
+
+// scores[j] = dot(q, key j) * scale for j in [lo, hi], each dot exactly dot_avx512's.
+__attribute__((target("avx512f"))) void scores_avx512(const float* q, const float* k,
+                                                      int64_t stride, int64_t hd, int64_t lo,
+                                                      int64_t hi, float scale, float* scores) {
+  const __m512 sc = _mm512_set1_ps(scale);
+  int64_t j = lo;
+  for (; j + 16 <= hi + 1; j += 16) {
+    __m512 v[16];
+    for (int s = 0; s < 16; ++s) v[s] = dot_lanes_avx512(q, k + (j + 4 * (s % 4) + s / 4) * stride, hd);
+    _mm512_storeu_ps(scores + j, _mm512_mul_ps(reduce16_avx512(v), sc));
   }
+  for (; j <= hi; ++j) scores[j] = dot_avx512(q, k + j * stride, hd) * scale;
 }
 
-template <float (*Dot)(const float*, const float*, int64_t),
-          void (*Axpy)(float, const float*, float*, int64_t)>
-void attend_impl(const float* q, const float* k, const float* v, int64_t stride, int64_t hd,
-                 int64_t lo, int64_t hi, float scale, float* scores, float* out) {
-  float mx = -INFINITY;
+template <float (*Dot)(const float*, const float*, int64_t)>
+void scores_by_dot(const float* q, const float* k, int64_t stride, int64_t hd, int64_t lo,
+                   int64_t hi, float scale, float* scores) {
+  for (int64_t j = lo; j <= hi; ++j) scores[j] = Dot(q, k + j * stride, hd) * scale;
+}
+
+// out (hd) = sum over j in [lo, hi] of p[j] * v[j * stride ...], accumulated in increasing j
+// with one FMA per element and key, exactly as a loop of y += p[j] * v_j (one FMA per element) into a zeroed out
+// computes it, but with up to 128 outputs held in registers across the keys instead of a load and a store
+// per key (the store-to-load round trip was the critical path).
+template <int NV>  // vectors of 16 outputs held at once; the last may be partial (mask)
+__attribute__((target("avx512f"), always_inline)) inline void weighted_sum_avx512_chunk(
+    const float* p, const float* v, int64_t stride, int64_t lo, int64_t hi, int64_t n,
+    float* out) {
+  __m512 acc[NV];
+  for (int i = 0; i < NV; ++i) acc[i] = _mm512_setzero_ps();
+  const int64_t tail = n - 16 * (NV - 1);  // 1..16 outputs in the last vector
+  const __mmask16 m = static_cast<__mmask16>(tail >= 16 ? 0xffffu : (1u << tail) - 1);
   for (int64_t j = lo; j <= hi; ++j) {
-    scores[j] = Dot(q, k + j * stride, hd) * scale;
-    mx = std::max(mx, scores[j]);
+    const __m512 a = _mm512_set1_ps(p[j]);
+    const float* x = v + j * stride;
+    for (int i = 0; i + 1 < NV; ++i)
+      acc[i] = _mm512_fmadd_ps(a, _mm512_loadu_ps(x + 16 * i), acc[i]);
+    acc[NV - 1] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + 16 * (NV - 1)), acc[NV - 1]);
   }
+  for (int i = 0; i + 1 < NV; ++i) _mm512_storeu_ps(out + 16 * i, acc[i]);
+  _mm512_mask_storeu_ps(out + 16 * (NV - 1), m, acc[NV - 1]);
+}
+
+__attribute__((target("avx512f"))) void weighted_sum_avx512(const float* p, const float* v,
+                                                             int64_t stride, int64_t lo,
+                                                             int64_t hi, int64_t hd, float* out) {
+  for (int64_t c = 0; c < hd; c += 128) {
+    const int64_t n = std::min<int64_t>(128, hd - c);
+    switch ((n + 15) / 16) {
+      case 1: weighted_sum_avx512_chunk<1>(p, v + c, stride, lo, hi, n, out + c); break;
+      case 2: weighted_sum_avx512_chunk<2>(p, v + c, stride, lo, hi, n, out + c); break;
+      case 3: weighted_sum_avx512_chunk<3>(p, v + c, stride, lo, hi, n, out + c); break;
+      case 4: weighted_sum_avx512_chunk<4>(p, v + c, stride, lo, hi, n, out + c); break;
+      case 5: weighted_sum_avx512_chunk<5>(p, v + c, stride, lo, hi, n, out + c); break;
+      case 6: weighted_sum_avx512_chunk<6>(p, v + c, stride, lo, hi, n, out + c); break;
+      case 7: weighted_sum_avx512_chunk<7>(p, v + c, stride, lo, hi, n, out + c); break;
+      default: weighted_sum_avx512_chunk<8>(p, v + c, stride, lo, hi, n, out + c); break;
+    }
+  }
+}
+
+// weighted_sum_avx512 of two heads at once (same keys, 64 outputs of each per pass): the two
+// heads' FMA chains interleave, so the loop runs at FMA throughput instead of FMA latency. Each
+// output sees exactly the operations weighted_sum_avx512 does.
+template <int NV>
+__attribute__((target("avx512f"), always_inline)) inline void weighted_sum2_avx512_chunk(
+    const float* p0, const float* p1, const float* v0, const float* v1, int64_t stride,
+    int64_t lo, int64_t hi, int64_t n, float* out0, float* out1) {
+  __m512 a0[NV], a1[NV];
+  for (int i = 0; i < NV; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
+  const int64_t tail = n - 16 * (NV - 1);
+  const __mmask16 m = static_cast<__mmask16>(tail >= 16 ? 0xffffu : (1u << tail) - 1);
+  for (int64_t j = lo; j <= hi; ++j) {
+    const __m512 w0 = _mm512_set1_ps(p0[j]), w1 = _mm512_set1_ps(p1[j]);
+    const float* x0 = v0 + j * stride;
+    const float* x1 = v1 + j * stride;
+    for (int i = 0; i + 1 < NV; ++i) {
+      a0[i] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x0 + 16 * i), a0[i]);
+      a1[i] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x1 + 16 * i), a1[i]);
+    }
+    a0[NV - 1] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x0 + 16 * (NV - 1)), a0[NV - 1]);
+    a1[NV - 1] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m, x1 + 16 * (NV - 1)), a1[NV - 1]);
+  }
+  for (int i = 0; i + 1 < NV; ++i) {
+    _mm512_storeu_ps(out0 + 16 * i, a0[i]);
+    _mm512_storeu_ps(out1 + 16 * i, a1[i]);
+  }
+  _mm512_mask_storeu_ps(out0 + 16 * (NV - 1), m, a0[NV - 1]);
+  _mm512_mask_storeu_ps(out1 + 16 * (NV - 1), m, a1[NV - 1]);
+}
+
+__attribute__((target("avx512f"))) void weighted_sum2_avx512(const float* p0, const float* p1,
+                                                              const float* v0, const float* v1,
+                                                              int64_t stride, int64_t lo,
+                                                              int64_t hi, int64_t hd, float* out0,
+                                                              float* out1) {
+  for (int64_t c = 0; c < hd; c += 64) {
+    const int64_t n = std::min<int64_t>(64, hd - c);
+    switch ((n + 15) / 16) {
+      case 1:
+        weighted_sum2_avx512_chunk<1>(p0, p1, v0 + c, v1 + c, stride, lo, hi, n, out0 + c, out1 + c);
+        break;
+      case 2:
+        weighted_sum2_avx512_chunk<2>(p0, p1, v0 + c, v1 + c, stride, lo, hi, n, out0 + c, out1 + c);
+        break;
+      case 3:
+        weighted_sum2_avx512_chunk<3>(p0, p1, v0 + c, v1 + c, stride, lo, hi, n, out0 + c, out1 + c);
+        break;
+      default:
+        weighted_sum2_avx512_chunk<4>(p0, p1, v0 + c, v1 + c, stride, lo, hi, n, out0 + c, out1 + c);
+        break;
+    }
+  }
+}
+
+// The AVX2 counterpart of weighted_sum_avx512 for whole vectors of 8; the hd % 8 tail
+// runs in scalar code, in the same order.
+template <int NV>
+__attribute__((target("avx2,fma"), always_inline)) inline void weighted_sum_avx2_chunk(
+    const float* p, const float* v, int64_t stride, int64_t lo, int64_t hi, float* out) {
+  __m256 acc[NV];
+  for (int i = 0; i < NV; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t j = lo; j <= hi; ++j) {
+    const __m256 a = _mm256_set1_ps(p[j]);
+    const float* x = v + j * stride;
+    for (int i = 0; i < NV; ++i) acc[i] = _mm256_fmadd_ps(a, _mm256_loadu_ps(x + 8 * i), acc[i]);
+  }
+  for (int i = 0; i < NV; ++i) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
+__attribute__((target("avx2,fma"))) void weighted_sum_avx2(const float* p, const float* v,
+                                                           int64_t stride, int64_t lo, int64_t hi,
+                                                           int64_t hd, float* out) {
+  const int64_t whole = hd / 8 * 8;
+  int64_t c = 0;
+  for (; c + 64 <= whole; c += 64) weighted_sum_avx2_chunk<8>(p, v + c, stride, lo, hi, out + c);
+  for (; c + 32 <= whole; c += 32) weighted_sum_avx2_chunk<4>(p, v + c, stride, lo, hi, out + c);
+  for (; c < whole; c += 8) weighted_sum_avx2_chunk<1>(p, v + c, stride, lo, hi, out + c);
+  for (; c < hd; ++c) {
+    float acc = 0.0f;
+    for (int64_t j = lo; j <= hi; ++j) acc += p[j] * v[j * stride + c];
+    out[c] = acc;
+  }
+}
+
+void weighted_sum_scalar(const float* p, const float* v, int64_t stride, int64_t lo, int64_t hi,
+                         int64_t hd, float* out) {
+  std::memset(out, 0, static_cast<size_t>(hd) * sizeof(float));
+  for (int64_t j = lo; j <= hi; ++j) axpy_scalar(p[j], v + j * stride, out, hd);
+}
+
+// scores[lo..hi] = softmax of the scaled scores of q against the keys.
+template <void (*Scores)(const float*, const float*, int64_t, int64_t, int64_t, int64_t, float,
+                         float*)>
+void softmax_scores(const float* q, const float* k, int64_t stride, int64_t hd, int64_t lo,
+                    int64_t hi, float scale, float* scores) {
+  Scores(q, k, stride, hd, lo, hi, scale, scores);
+  float mx = -INFINITY;
+  for (int64_t j = lo; j <= hi; ++j) mx = std::max(mx, scores[j]);
   float sum = 0;
   for (int64_t j = lo; j <= hi; ++j) {
     scores[j] = std::exp(scores[j] - mx);
     sum += scores[j];
   }
   const float inv = 1.0f / sum;
-  std::memset(out, 0, static_cast<size_t>(hd) * sizeof(float));
-  for (int64_t j = lo; j <= hi; ++j) Axpy(scores[j] * inv, v + j * stride, out, hd);
+  for (int64_t j = lo; j <= hi; ++j) scores[j] *= inv;
+}
+
+template <void (*Scores)(const float*, const float*, int64_t, int64_t, int64_t, int64_t, float,
+                         float*),
+          void (*WeightedSum)(const float*, const float*, int64_t, int64_t, int64_t, int64_t,
+                              float*)>
+void attend_impl(const float* q, const float* k, const float* v, int64_t stride, int64_t hd,
+                 int64_t lo, int64_t hi, float scale, float* scores, float* out) {
+  softmax_scores<Scores>(q, k, stride, hd, lo, hi, scale, scores);
+  WeightedSum(scores, v, stride, lo, hi, hd, out);
 }
 
 }  // namespace
@@ -116,12 +287,25 @@ void attend(const float* q, const float* k, const float* v, int64_t stride, int6
             int64_t lo, int64_t hi, float scale, float* scores, float* out, Isa isa) {
   switch (vector_isa(isa)) {
     case Isa::kAvx512:
-      return attend_impl<dot_avx512, axpy_avx512>(q, k, v, stride, hd, lo, hi, scale, scores, out);
+      return attend_impl<scores_avx512, weighted_sum_avx512>(q, k, v, stride, hd, lo, hi, scale, scores, out);
     case Isa::kAvx2:
-      return attend_impl<dot_avx2, axpy_avx2>(q, k, v, stride, hd, lo, hi, scale, scores, out);
+      return attend_impl<scores_by_dot<dot_avx2>, weighted_sum_avx2>(q, k, v, stride, hd, lo, hi, scale, scores, out);
     default:
-      return attend_impl<dot_scalar, axpy_scalar>(q, k, v, stride, hd, lo, hi, scale, scores, out);
+      return attend_impl<scores_by_dot<dot_scalar>, weighted_sum_scalar>(q, k, v, stride, hd, lo, hi, scale, scores, out);
   }
+}
+
+void attend2(const float* q0, const float* q1, const float* k0, const float* k1, const float* v0,
+             const float* v1, int64_t stride, int64_t hd, int64_t lo, int64_t hi, float scale,
+             float* scores0, float* scores1, float* out0, float* out1, Isa isa) {
+  if (vector_isa(isa) == Isa::kAvx512) {
+    softmax_scores<scores_avx512>(q0, k0, stride, hd, lo, hi, scale, scores0);
+    softmax_scores<scores_avx512>(q1, k1, stride, hd, lo, hi, scale, scores1);
+    weighted_sum2_avx512(scores0, scores1, v0, v1, stride, lo, hi, hd, out0, out1);
+    return;
+  }
+  attend(q0, k0, v0, stride, hd, lo, hi, scale, scores0, out0, isa);
+  attend(q1, k1, v1, stride, hd, lo, hi, scale, scores1, out1, isa);
 }
 
 }  // namespace slmc::runtime

@@ -17,4 +17,10 @@ float dot_f32(const float* a, const float* b, int64_t n, Isa isa);
 void attend(const float* q, const float* k, const float* v, int64_t stride, int64_t hd,
             int64_t lo, int64_t hi, float scale, float* scores, float* out, Isa isa);
 
+// attend() of two heads over the same positions (e.g. heads h and h + 1 of one token), with
+// the same results; the AVX-512 path interleaves their weighted sums.
+void attend2(const float* q0, const float* q1, const float* k0, const float* k1, const float* v0,
+             const float* v1, int64_t stride, int64_t hd, int64_t lo, int64_t hi, float scale,
+             float* scores0, float* scores1, float* out0, float* out1, Isa isa);
+
 }  // namespace slmc::runtime

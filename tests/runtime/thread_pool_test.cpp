@@ -72,6 +72,39 @@ TEST(ThreadPool, ParallelForCoversRangeOnceWithAlignment) {
       }
 }
 
+TEST(ThreadPool, ParallelForDynamicCoversRangeOnceInChunks) {
+  for (int n_threads : {1, 2, 3, 4})
+    for (int64_t chunk : {1, 16, 100})
+      for (int64_t n : {0, 1, 5, 16, 17, 33, 1000, 4096}) {
+        ThreadPool pool(n_threads);
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::mutex mu;
+        std::vector<std::pair<int64_t, int64_t>> chunks;
+        pool.parallel_for_dynamic(n, chunk, [&](int64_t b, int64_t e) {
+          ASSERT_LT(b, e);
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+          std::lock_guard<std::mutex> lock(mu);
+          chunks.emplace_back(b, e);
+        });
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << i;
+        EXPECT_EQ(static_cast<int64_t>(chunks.size()), (n + chunk - 1) / chunk);
+        for (const auto& c : chunks) {
+          EXPECT_EQ(c.first % chunk, 0) << "chunk begin " << c.first;
+          EXPECT_TRUE(c.second == n || c.second - c.first == chunk) << "chunk end " << c.second;
+        }
+      }
+  // Exceptions reach the caller and the pool stays usable; nested calls run serially.
+  ThreadPool pool(2);
+  EXPECT_THROW(pool.parallel_for_dynamic(
+                   1000, 10, [](int64_t b, int64_t) { if (b == 500) throw std::logic_error("x"); }),
+               std::logic_error);
+  std::atomic<int64_t> sum{0};
+  pool.run([&](int, int) {
+    pool.parallel_for_dynamic(100, 7, [&](int64_t b, int64_t e) { sum.fetch_add(e - b); });
+  });
+  EXPECT_EQ(sum.load(), 200);
+}
+
 TEST(ThreadPool, ExceptionsReachTheCaller) {
   for (int n_threads : {1, 2, 3}) {
     ThreadPool pool(n_threads);
