@@ -49,13 +49,16 @@ M1=$D/models/stories260K/stories260K.bin
 E1=$D/text/tinystories_sample.txt
 if [ "$PART" != wikitext ]; then
 "$S" -q export --model "$M1" --format slm --type f32 -o "$out/stories260K-f32.slm" > /dev/null
-if [ ! -s "$out/selfgen.txt" ]; then
-  for seed in $(seq 100 300); do
+# selfgen FILE FIRST_SEED LAST_SEED: one 255-token story per seed (temperature 1), unless FILE exists.
+selfgen() {
+  [ -s "$1" ] && return
+  for seed in $(seq "$2" "$3"); do
     "$S" -q --threads 1 generate --model "$out/stories260K-f32.slm" -n 255 --temperature 1.0 --seed "$seed"
     echo
-  done > "$out/selfgen.txt.tmp" 2> /dev/null
-  mv "$out/selfgen.txt.tmp" "$out/selfgen.txt"
-fi
+  done > "$1.tmp" 2> /dev/null
+  mv "$1.tmp" "$1"
+}
+selfgen "$out/selfgen.txt" 100 300
 C="$M1 $out/selfgen.txt $E1 512 100 256"
 header "stories260K ($(basename "$E1"), ffn_down kept f32 in every row, head = tied embedding)"
 bench s_f16_ref       $C --format f16 --ignore ffn_down
@@ -72,13 +75,7 @@ bench s_mix4.5_rtn    $C --method rtn --target-bpw 4.5 --ignore ffn_down
 # ~5% with the calibration set. The same runs evaluated on 60 held-out stories the model generates
 # itself (seeds 1000..1059, disjoint from the calibration seeds; model-made text, so easier than
 # real text) measure the methods with 8x the tokens.
-if [ ! -s "$out/selfgen_eval.txt" ]; then
-  for seed in $(seq 1000 1059); do
-    "$S" -q --threads 1 generate --model "$out/stories260K-f32.slm" -n 255 --temperature 1.0 --seed "$seed"
-    echo
-  done > "$out/selfgen_eval.txt.tmp" 2> /dev/null
-  mv "$out/selfgen_eval.txt.tmp" "$out/selfgen_eval.txt"
-fi
+selfgen "$out/selfgen_eval.txt" 1000 1059
 C="$M1 $out/selfgen.txt $out/selfgen_eval.txt 512 100 256"
 header "stories260K (60 held-out self-generated stories, ffn_down kept f32 in every row)"
 bench sg_q8_0_rtn     $C --method rtn --bits 8 --ignore ffn_down

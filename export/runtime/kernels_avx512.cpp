@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "export/runtime/kernels_internal.h"
+#include "export/runtime/reduce_avx512.h"
 #include "export/runtime/kernels_tiling.h"
 
 namespace slmc::runtime::internal {
@@ -685,34 +686,6 @@ void q4_0_gemm(const GemmArgs& a) { gemm_for<Q4_0K>(a); }
 void q4_g64_gemm(const GemmArgs& a) { gemm_for<Q4G64K>(a); }
 void q4_g128_gemm(const GemmArgs& a) { gemm_for<Q4G128K>(a); }
 
-// Per 128-bit quarter: lanes 0-1 = a[0] + a[2], a[1] + a[3]; lanes 2-3 = the same of b.
-SLMC_INLINE inline __m512 add_pairs(__m512 a, __m512 b) {
-  const __m512d ad = _mm512_castps_pd(a), bd = _mm512_castps_pd(b);
-  return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(ad, bd)),
-                       _mm512_castpd_ps(_mm512_unpackhi_pd(ad, bd)));
-}
-
-// Lane k of the result = _mm512_reduce_add_ps(v[s]) for the slot s = 4 (k % 4) + k / 4, with
-// exactly its additions: GCC reduces lanes i and i + 8, then i and i + 4, then i and i + 2,
-// then i and i + 1 (fp addition is commutative bit for bit, so only the pairing matters). Four
-// levels of shuffles and adds serve 16 vectors at once (15 shuffle pairs instead of 16 x 4).
-SLMC_INLINE inline __m512 reduce16(const __m512 (&v)[16]) {
-  __m512 w[8], x[4];
-  SLMC_UNROLL
-  for (int m = 0; m < 8; ++m)  // i + 8: lanes 0-7 from v[2m], 8-15 from v[2m + 1]
-    w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0xEE),
-                         _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0x44));
-  SLMC_UNROLL
-  for (int p = 0; p < 4; ++p)  // i + 4: quarter c = slot 4p + c
-    x[p] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * p], w[2 * p + 1], 0xDD),
-                         _mm512_shuffle_f32x4(w[2 * p], w[2 * p + 1], 0x88));
-  // i + 2: quarter c, lanes 0-1 slot c (x[0]) / 8 + c (x[2]); lanes 2-3 slot 4 + c / 12 + c.
-  const __m512 y0 = add_pairs(x[0], x[1]);
-  const __m512 y1 = add_pairs(x[2], x[3]);
-  // i + 1: lane 4c + r = slot 4r + c.
-  return _mm512_add_ps(_mm512_shuffle_ps(y0, y1, 0x88), _mm512_shuffle_ps(y0, y1, 0xDD));
-}
-
 // The last group of a packed row when it holds m <= 8 blocks (768 columns: 16 + 8 blocks), in
 // 256-bit registers: int32 lane i is block i < 8, whose codes are the first 32 bytes of every
 // 64-byte activation vector. Lanes 0-7 get exactly the operations of the 512-bit masked step
@@ -810,7 +783,7 @@ void packed_matvec(const GemmArgs& a) {
     __m512 v[16];
     SLMC_UNROLL
     for (int k = 0; k < 16; ++k) v[4 * (k % 4) + k / 4] = row_lanes(r + k);  // rows in order
-    _mm512_storeu_ps(a.y + r, reduce16(v));
+    _mm512_storeu_ps(a.y + r, avx512::reduce16(v));
   }
   for (; r < a.r1; ++r) a.y[r] = _mm512_reduce_add_ps(row_lanes(r));
 }

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "export/runtime/reduce_avx512.h"
+
 namespace slmc::runtime {
 
 namespace {
@@ -64,34 +66,6 @@ __attribute__((target("avx512f"))) float dot_avx512(const float* a, const float*
   return _mm512_reduce_add_ps(dot_lanes_avx512(a, b, n));
 }
 
-// Per 128-bit quarter: lanes 0-1 = a[0] + a[2], a[1] + a[3]; lanes 2-3 = the same of b.
-__attribute__((target("avx512f"), always_inline)) inline __m512 add_pairs_avx512(__m512 a,
-                                                                                __m512 b) {
-  const __m512d ad = _mm512_castps_pd(a), bd = _mm512_castps_pd(b);
-  return _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(ad, bd)),
-                       _mm512_castpd_ps(_mm512_unpackhi_pd(ad, bd)));
-}
-
-// Lane k of the result = _mm512_reduce_add_ps(v[s]) for the slot s = 4 (k % 4) + k / 4, with
-// exactly its additions: GCC reduces lanes i and i + 8, then i and i + 4, then i and i + 2,
-// then i and i + 1 (fp addition is commutative bit for bit, so only the pairing matters). Four
-// levels of shuffles and adds serve 16 vectors at once instead of one reduction each.
-__attribute__((target("avx512f"), always_inline)) inline __m512 reduce16_avx512(
-    const __m512 (&v)[16]) {
-  __m512 w[8], x[4];
-  for (int m = 0; m < 8; ++m)  // i + 8: lanes 0-7 from v[2m], 8-15 from v[2m + 1]
-    w[m] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0xEE),
-                         _mm512_shuffle_f32x4(v[2 * m], v[2 * m + 1], 0x44));
-  for (int p = 0; p < 4; ++p)  // i + 4: quarter c = slot 4p + c
-    x[p] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * p], w[2 * p + 1], 0xDD),
-                         _mm512_shuffle_f32x4(w[2 * p], w[2 * p + 1], 0x88));
-  // i + 2: quarter c, lanes 0-1 slot c (x[0]) / 8 + c (x[2]); lanes 2-3 slot 4 + c / 12 + c.
-  const __m512 y0 = add_pairs_avx512(x[0], x[1]);
-  const __m512 y1 = add_pairs_avx512(x[2], x[3]);
-  // i + 1: lane 4c + r = slot 4r + c.
-  return _mm512_add_ps(_mm512_shuffle_ps(y0, y1, 0x88), _mm512_shuffle_ps(y0, y1, 0xDD));
-}
-
 // scores[j] = dot(q, key j) * scale for j in [lo, hi], each dot exactly dot_avx512's.
 __attribute__((target("avx512f"))) void scores_avx512(const float* q, const float* k,
                                                       int64_t stride, int64_t hd, int64_t lo,
@@ -101,7 +75,7 @@ __attribute__((target("avx512f"))) void scores_avx512(const float* q, const floa
   for (; j + 16 <= hi + 1; j += 16) {
     __m512 v[16];
     for (int s = 0; s < 16; ++s) v[s] = dot_lanes_avx512(q, k + (j + 4 * (s % 4) + s / 4) * stride, hd);
-    _mm512_storeu_ps(scores + j, _mm512_mul_ps(reduce16_avx512(v), sc));
+    _mm512_storeu_ps(scores + j, _mm512_mul_ps(avx512::reduce16(v), sc));
   }
   for (; j <= hi; ++j) scores[j] = dot_avx512(q, k + j * stride, hd) * scale;
 }
