@@ -268,9 +268,9 @@ int64_t Session::row_chunk(int64_t rows) const {
 }
 
 void Session::matmul(const Matrix& w, float* y, int64_t ldy) {
-  pool_.parallel_for_dynamic(w.rows, row_chunk(w.rows), [&](int64_t r0, int64_t r1) {
-    gemm_rows(w.format, w.data, acts_, y, ldy, r0, r1, isa_);
-  });
+  const GroupOut out{&w, y, ldy};
+  const Acts* acts = &acts_;
+  matmul_group(&out, 1, &acts);
 }
 
 void Session::prepare_group(const GroupOut* outs, int count, const float* x, int64_t n,

@@ -86,99 +86,72 @@ void scores_by_dot(const float* q, const float* k, int64_t stride, int64_t hd, i
   for (int64_t j = lo; j <= hi; ++j) scores[j] = Dot(q, k + j * stride, hd) * scale;
 }
 
-// out (hd) = sum over j in [lo, hi] of p[j] * v[j * stride ...], accumulated in increasing j
-// with one FMA per element and key, exactly as a loop of y += p[j] * v_j (one FMA per element) into a zeroed out
-// computes it, but with up to 128 outputs held in registers across the keys instead of a load and a store
-// per key (the store-to-load round trip was the critical path).
-template <int NV>  // vectors of 16 outputs held at once; the last may be partial (mask)
+// out_h (hd) = sum over j in [lo, hi] of p_h[j] * v_h[j * stride ...] for NH heads at once (same
+// keys), accumulated in increasing j with one FMA per element and key: exactly what a loop of
+// y += p[j] * v_j into a zeroed y computes, but with the outputs held in registers across the keys
+// (no store-to-load round trip per key), and with two heads the FMA chains interleave, so the
+// loop runs at FMA throughput instead of FMA latency.
+template <int NH, int NV>  // NV vectors of 16 outputs per head; the last may be partial (mask)
 __attribute__((target("avx512f"), always_inline)) inline void weighted_sum_avx512_chunk(
-    const float* p, const float* v, int64_t stride, int64_t lo, int64_t hi, int64_t n,
-    float* out) {
-  __m512 acc[NV];
-  for (int i = 0; i < NV; ++i) acc[i] = _mm512_setzero_ps();
+    const float* const* p, const float* const* v, int64_t stride, int64_t lo, int64_t hi,
+    int64_t n, float* const* out) {
+  __m512 acc[NH][NV];
+  for (int h = 0; h < NH; ++h)
+    for (int i = 0; i < NV; ++i) acc[h][i] = _mm512_setzero_ps();
   const int64_t tail = n - 16 * (NV - 1);  // 1..16 outputs in the last vector
   const __mmask16 m = static_cast<__mmask16>(tail >= 16 ? 0xffffu : (1u << tail) - 1);
   for (int64_t j = lo; j <= hi; ++j) {
-    const __m512 a = _mm512_set1_ps(p[j]);
-    const float* x = v + j * stride;
-    for (int i = 0; i + 1 < NV; ++i)
-      acc[i] = _mm512_fmadd_ps(a, _mm512_loadu_ps(x + 16 * i), acc[i]);
-    acc[NV - 1] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + 16 * (NV - 1)), acc[NV - 1]);
-  }
-  for (int i = 0; i + 1 < NV; ++i) _mm512_storeu_ps(out + 16 * i, acc[i]);
-  _mm512_mask_storeu_ps(out + 16 * (NV - 1), m, acc[NV - 1]);
-}
-
-__attribute__((target("avx512f"))) void weighted_sum_avx512(const float* p, const float* v,
-                                                             int64_t stride, int64_t lo,
-                                                             int64_t hi, int64_t hd, float* out) {
-  for (int64_t c = 0; c < hd; c += 128) {
-    const int64_t n = std::min<int64_t>(128, hd - c);
-    switch ((n + 15) / 16) {
-      case 1: weighted_sum_avx512_chunk<1>(p, v + c, stride, lo, hi, n, out + c); break;
-      case 2: weighted_sum_avx512_chunk<2>(p, v + c, stride, lo, hi, n, out + c); break;
-      case 3: weighted_sum_avx512_chunk<3>(p, v + c, stride, lo, hi, n, out + c); break;
-      case 4: weighted_sum_avx512_chunk<4>(p, v + c, stride, lo, hi, n, out + c); break;
-      case 5: weighted_sum_avx512_chunk<5>(p, v + c, stride, lo, hi, n, out + c); break;
-      case 6: weighted_sum_avx512_chunk<6>(p, v + c, stride, lo, hi, n, out + c); break;
-      case 7: weighted_sum_avx512_chunk<7>(p, v + c, stride, lo, hi, n, out + c); break;
-      default: weighted_sum_avx512_chunk<8>(p, v + c, stride, lo, hi, n, out + c); break;
+    for (int h = 0; h < NH; ++h) {
+      const __m512 a = _mm512_set1_ps(p[h][j]);
+      const float* x = v[h] + j * stride;
+      for (int i = 0; i + 1 < NV; ++i)
+        acc[h][i] = _mm512_fmadd_ps(a, _mm512_loadu_ps(x + 16 * i), acc[h][i]);
+      acc[h][NV - 1] =
+          _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, x + 16 * (NV - 1)), acc[h][NV - 1]);
     }
   }
+  for (int h = 0; h < NH; ++h) {
+    for (int i = 0; i + 1 < NV; ++i) _mm512_storeu_ps(out[h] + 16 * i, acc[h][i]);
+    _mm512_mask_storeu_ps(out[h] + 16 * (NV - 1), m, acc[h][NV - 1]);
+  }
 }
 
-// weighted_sum_avx512 of two heads at once (same keys, 64 outputs of each per pass): the two
-// heads' FMA chains interleave, so the loop runs at FMA throughput instead of FMA latency. Each
-// output sees exactly the operations weighted_sum_avx512 does.
-template <int NV>
-__attribute__((target("avx512f"), always_inline)) inline void weighted_sum2_avx512_chunk(
-    const float* p0, const float* p1, const float* v0, const float* v1, int64_t stride,
-    int64_t lo, int64_t hi, int64_t n, float* out0, float* out1) {
-  __m512 a0[NV], a1[NV];
-  for (int i = 0; i < NV; ++i) a0[i] = a1[i] = _mm512_setzero_ps();
-  const int64_t tail = n - 16 * (NV - 1);
-  const __mmask16 m = static_cast<__mmask16>(tail >= 16 ? 0xffffu : (1u << tail) - 1);
-  for (int64_t j = lo; j <= hi; ++j) {
-    const __m512 w0 = _mm512_set1_ps(p0[j]), w1 = _mm512_set1_ps(p1[j]);
-    const float* x0 = v0 + j * stride;
-    const float* x1 = v1 + j * stride;
-    for (int i = 0; i + 1 < NV; ++i) {
-      a0[i] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x0 + 16 * i), a0[i]);
-      a1[i] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x1 + 16 * i), a1[i]);
+// weighted_sum_avx512_chunk with the smallest NV >= nv (NV counts down from the widest).
+template <int NH, int NV>
+__attribute__((target("avx512f"), always_inline)) inline void weighted_sum_avx512_nv(
+    int64_t nv, const float* const* p, const float* const* v, int64_t stride, int64_t lo,
+    int64_t hi, int64_t n, float* const* out) {
+  if constexpr (NV > 1) {
+    if (nv < NV) return weighted_sum_avx512_nv<NH, NV - 1>(nv, p, v, stride, lo, hi, n, out);
+  }
+  weighted_sum_avx512_chunk<NH, NV>(p, v, stride, lo, hi, n, out);
+}
+
+// 128 accumulated outputs per pass in all: 128 of one head or 64 of each of two.
+// p, v, out: NH pointers each.
+template <int NH>
+__attribute__((target("avx512f"))) void weighted_sum_avx512(const float* const* p,
+                                                             const float* const* v, int64_t stride,
+                                                             int64_t lo, int64_t hi, int64_t hd,
+                                                             float* const* out) {
+  constexpr int kMaxNV = 8 / NH;
+  for (int64_t c = 0; c < hd; c += 16 * kMaxNV) {
+    const int64_t n = std::min<int64_t>(16 * kMaxNV, hd - c);
+    float* oc[NH];
+    const float* vc[NH];
+    for (int h = 0; h < NH; ++h) {
+      oc[h] = out[h] + c;
+      vc[h] = v[h] + c;
     }
-    a0[NV - 1] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, x0 + 16 * (NV - 1)), a0[NV - 1]);
-    a1[NV - 1] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m, x1 + 16 * (NV - 1)), a1[NV - 1]);
+    weighted_sum_avx512_nv<NH, kMaxNV>((n + 15) / 16, p, vc, stride, lo, hi, n, oc);
   }
-  for (int i = 0; i + 1 < NV; ++i) {
-    _mm512_storeu_ps(out0 + 16 * i, a0[i]);
-    _mm512_storeu_ps(out1 + 16 * i, a1[i]);
-  }
-  _mm512_mask_storeu_ps(out0 + 16 * (NV - 1), m, a0[NV - 1]);
-  _mm512_mask_storeu_ps(out1 + 16 * (NV - 1), m, a1[NV - 1]);
 }
 
-__attribute__((target("avx512f"))) void weighted_sum2_avx512(const float* p0, const float* p1,
-                                                              const float* v0, const float* v1,
+// The one-head form attend_impl takes.
+__attribute__((target("avx512f"))) void weighted_sum1_avx512(const float* p, const float* v,
                                                               int64_t stride, int64_t lo,
-                                                              int64_t hi, int64_t hd, float* out0,
-                                                              float* out1) {
-  for (int64_t c = 0; c < hd; c += 64) {
-    const int64_t n = std::min<int64_t>(64, hd - c);
-    switch ((n + 15) / 16) {
-      case 1:
-        weighted_sum2_avx512_chunk<1>(p0, p1, v0 + c, v1 + c, stride, lo, hi, n, out0 + c, out1 + c);
-        break;
-      case 2:
-        weighted_sum2_avx512_chunk<2>(p0, p1, v0 + c, v1 + c, stride, lo, hi, n, out0 + c, out1 + c);
-        break;
-      case 3:
-        weighted_sum2_avx512_chunk<3>(p0, p1, v0 + c, v1 + c, stride, lo, hi, n, out0 + c, out1 + c);
-        break;
-      default:
-        weighted_sum2_avx512_chunk<4>(p0, p1, v0 + c, v1 + c, stride, lo, hi, n, out0 + c, out1 + c);
-        break;
-    }
-  }
+                                                              int64_t hi, int64_t hd, float* out) {
+  weighted_sum_avx512<1>(&p, &v, stride, lo, hi, hd, &out);
 }
 
 // The AVX2 counterpart of weighted_sum_avx512 for whole vectors of 8; the hd % 8 tail
@@ -261,7 +234,7 @@ void attend(const float* q, const float* k, const float* v, int64_t stride, int6
             int64_t lo, int64_t hi, float scale, float* scores, float* out, Isa isa) {
   switch (vector_isa(isa)) {
     case Isa::kAvx512:
-      return attend_impl<scores_avx512, weighted_sum_avx512>(q, k, v, stride, hd, lo, hi, scale, scores, out);
+      return attend_impl<scores_avx512, weighted_sum1_avx512>(q, k, v, stride, hd, lo, hi, scale, scores, out);
     case Isa::kAvx2:
       return attend_impl<scores_by_dot<dot_avx2>, weighted_sum_avx2>(q, k, v, stride, hd, lo, hi, scale, scores, out);
     default:
@@ -275,7 +248,10 @@ void attend2(const float* q0, const float* q1, const float* k0, const float* k1,
   if (vector_isa(isa) == Isa::kAvx512) {
     softmax_scores<scores_avx512>(q0, k0, stride, hd, lo, hi, scale, scores0);
     softmax_scores<scores_avx512>(q1, k1, stride, hd, lo, hi, scale, scores1);
-    weighted_sum2_avx512(scores0, scores1, v0, v1, stride, lo, hi, hd, out0, out1);
+    const float* const p[2] = {scores0, scores1};
+    const float* const v[2] = {v0, v1};
+    float* const out[2] = {out0, out1};
+    weighted_sum_avx512<2>(p, v, stride, lo, hi, hd, out);
     return;
   }
   attend(q0, k0, v0, stride, hd, lo, hi, scale, scores0, out0, isa);

@@ -47,21 +47,31 @@ TEST(ThreadPool, DefaultSizeIsAllCores) {
   EXPECT_GE(pool.size(), 1);
 }
 
+// Runs split(n, fn) and checks that fn saw every index of [0, n) exactly once, in non-empty
+// chunks; returns the chunks.
+template <class Split>
+std::vector<std::pair<int64_t, int64_t>> covered_once(int64_t n, Split split) {
+  std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  split(n, [&](int64_t b, int64_t e) {
+    EXPECT_LT(b, e);
+    for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+    std::lock_guard<std::mutex> lock(mu);
+    chunks.emplace_back(b, e);
+  });
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << i;
+  return chunks;
+}
+
 TEST(ThreadPool, ParallelForCoversRangeOnceWithAlignment) {
   for (int n_threads : {1, 2, 3, 4})
     for (int64_t align : {1, 16, 32})
       for (int64_t n : {0, 1, 5, 16, 17, 33, 1000, 4096, 14336}) {
         ThreadPool pool(n_threads);
-        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-        std::mutex mu;
-        std::vector<std::pair<int64_t, int64_t>> chunks;
-        pool.parallel_for(n, align, [&](int64_t b, int64_t e) {
-          ASSERT_LT(b, e);
-          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
-          std::lock_guard<std::mutex> lock(mu);
-          chunks.emplace_back(b, e);
+        const auto chunks = covered_once(n, [&](int64_t len, const auto& fn) {
+          pool.parallel_for(len, align, fn);
         });
-        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << i;
         ASSERT_LE(chunks.size(), static_cast<size_t>(n_threads));
         for (const auto& c : chunks) {
           EXPECT_EQ(c.first % align, 0) << "chunk begin " << c.first;
@@ -77,16 +87,9 @@ TEST(ThreadPool, ParallelForDynamicCoversRangeOnceInChunks) {
     for (int64_t chunk : {1, 16, 100})
       for (int64_t n : {0, 1, 5, 16, 17, 33, 1000, 4096}) {
         ThreadPool pool(n_threads);
-        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
-        std::mutex mu;
-        std::vector<std::pair<int64_t, int64_t>> chunks;
-        pool.parallel_for_dynamic(n, chunk, [&](int64_t b, int64_t e) {
-          ASSERT_LT(b, e);
-          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
-          std::lock_guard<std::mutex> lock(mu);
-          chunks.emplace_back(b, e);
+        const auto chunks = covered_once(n, [&](int64_t len, const auto& fn) {
+          pool.parallel_for_dynamic(len, chunk, fn);
         });
-        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << i;
         EXPECT_EQ(static_cast<int64_t>(chunks.size()), (n + chunk - 1) / chunk);
         for (const auto& c : chunks) {
           EXPECT_EQ(c.first % chunk, 0) << "chunk begin " << c.first;
