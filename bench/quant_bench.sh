@@ -7,8 +7,9 @@
 #     sample;
 #   - the 5.2M-parameter byte-level model bench/train_wikitext5m.sh trains on the first 90% of
 #     WikiText-2 (test split), calibrated on that 90%, evaluated on the last 10%.
-# Usage: bench/quant_bench.sh [build-dir] [wikitext-model-dir] [stories|wikitext|all]
-# (trains the wikitext model if missing)
+# Usage: bench/quant_bench.sh [build-dir] [wikitext-model-dir] [stories|wikitext|cost|all]
+# (trains the wikitext model if missing). `cost`: GPTQ's wall time and peak RSS at the 134M Llama
+# shape (random weights, 128 x 256 calibration tokens, 2 threads) beside plain RTN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -47,7 +48,7 @@ header() {
 # stories260K: ffn_down has 172 columns, which no block format holds: it stays f32 in every row.
 M1=$D/models/stories260K/stories260K.bin
 E1=$D/text/tinystories_sample.txt
-if [ "$PART" != wikitext ]; then
+if [ "$PART" = stories ] || [ "$PART" = all ]; then
 "$S" -q export --model "$M1" --format slm --type f32 -o "$out/stories260K-f32.slm" > /dev/null
 # selfgen FILE FIRST_SEED LAST_SEED: one 255-token story per seed (temperature 1), unless FILE exists.
 selfgen() {
@@ -64,9 +65,11 @@ header "stories260K ($(basename "$E1"), ffn_down kept f32 in every row, head = t
 bench s_f16_ref       $C --format f16 --ignore ffn_down
 bench s_q8_0_rtn      $C --method rtn --bits 8 --ignore ffn_down
 bench s_q8_0_gptq     $C --method gptq --bits 8 --ignore ffn_down
+bench s_q8_0pc_rtn    $C --method rtn --bits 8 --per-channel true --ignore ffn_down
 bench s_q4_0_rtn      $C --method rtn --format q4_0 --head-format q4_0 --ignore ffn_down
 bench s_q4_0_gptq     $C --method gptq --format q4_0 --head-format q4_0 --ignore ffn_down
 bench s_q4_0_awq      $C --method awq --format q4_0 --head-format q4_0 --ignore ffn_down
+bench s_q4_g64_gptq   $C --method gptq --format q4_g64 --head-format q4_g64 --ignore ffn_down
 bench s_q4_0h8_gptq   $C --method gptq --bits 4 --ignore ffn_down
 bench s_mix4.5_gptq   $C --method gptq --target-bpw 4.5 --ignore ffn_down
 bench s_mix4.5_rtn    $C --method rtn --target-bpw 4.5 --ignore ffn_down
@@ -83,18 +86,41 @@ bench sg_q8_0_gptq    $C --method gptq --bits 8 --ignore ffn_down
 bench sg_q4_0_rtn     $C --method rtn --format q4_0 --head-format q4_0 --ignore ffn_down
 bench sg_q4_0_gptq    $C --method gptq --format q4_0 --head-format q4_0 --ignore ffn_down
 bench sg_q4_0_awq     $C --method awq --format q4_0 --head-format q4_0 --ignore ffn_down
+bench sg_q4_g64_gptq  $C --method gptq --format q4_g64 --head-format q4_g64 --ignore ffn_down
+bench sg_mix4.5_gptq  $C --method gptq --target-bpw 4.5 --ignore ffn_down
 fi
 [ "$PART" = stories ] && exit 0
+
+if [ "$PART" = cost ] || [ "$PART" = all ]; then
+  echo
+  echo "### GPTQ cost, 134M Llama shape (random weights), 128 x 256 calibration tokens, 2 threads"
+  echo
+  r134="$out/r134-f32.slm"
+  [ -f "$r134" ] || "$B/bench/slmc_random_model" --shape 134m --type f32 -o "$r134" 2> /dev/null
+  for m in rtn gptq; do
+    "$S" -q --threads 2 quantize --model "$r134" --tokenizer "$WT/model/tokenizer.json" \
+      --calib "$WT/train.txt" --samples 128 --seq-len 256 --method "$m" --bits 4 --json \
+      -o "$out/r134-$m.slm" > "$out/r134-$m.json"
+    awk -v m="$m" -v s="$(get seconds_total "$out/r134-$m.json")" \
+        -v r="$(get max_rss_bytes "$out/r134-$m.json")" \
+        'BEGIN { printf "- %s: %.1f s wall, peak RSS %.2f GB", m, s, r / 1e9 }'
+    grep -o '"time: [^"]*"' "$out/r134-$m.json" | sed 's/^"/ (/; s/"$/)/' || true
+    echo
+  done
+fi
+[ "$PART" = cost ] && exit 0
 
 M2=$WT/model
 C="$M2 $WT/train.txt $WT/eval.txt 256 128 256"
 header "wikitext5m ($(basename "$WT")/eval.txt, last 10% of WikiText-2 test, byte-level)"
 bench w_q8_0_rtn      $C --method rtn --bits 8
 bench w_q8_0_gptq     $C --method gptq --bits 8
+bench w_q8_0pc_rtn    $C --method rtn --bits 8 --per-channel true
 bench w_q4_0_rtn      $C --method rtn --format q4_0 --head-format q4_0
 bench w_q4_0_gptq     $C --method gptq --format q4_0 --head-format q4_0
 bench w_q4_0_awq      $C --method awq --format q4_0 --head-format q4_0
 bench w_q4_g64_rtn    $C --method rtn --format q4_g64 --head-format q4_g64
+bench w_q4_g64s_rtn   $C --method rtn --format q4_g64 --head-format q4_g64 --symmetric true
 bench w_q4_g64_gptq   $C --method gptq --format q4_g64 --head-format q4_g64
 bench w_q4_0h8_gptq   $C --method gptq --bits 4
 bench w_mix4.5_gptq   $C --method gptq --target-bpw 4.5

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "compress/core/error.h"
+#include "compress/core/float16.h"
 
 namespace slmc::quant {
 
@@ -15,6 +16,7 @@ void GptqOptions::validate() const {
   SLMC_CHECK(std::isfinite(damp) && damp > 0 && damp <= 1,
              "gptq: damp must be in (0, 1], got ", damp);
   SLMC_CHECK(block_size >= 1, "gptq: block_size must be >= 1, got ", block_size);
+  SLMC_CHECK(refit >= 0 && refit <= 16, "gptq: refit must be in [0, 16], got ", refit);
   // With act_order a format block would mix grids chosen at different points of the sweep;
   // the stored formats need one grid per contiguous block, fixed up front.
   SLMC_CHECK(!act_order || static_groups,
@@ -58,6 +60,78 @@ Tensor inverse_cholesky_upper(const Tensor& h) {
   }
   if (!torch::isfinite(U).all().item<bool>()) return Tensor();
   return U;
+}
+
+// The grids' scales and zero points spread over the weights: D, Z (rows, cols) float64, so the
+// row dequantizes to D * (codes - Z).
+std::pair<Tensor, Tensor> grid_planes(const std::vector<codec::Grid>& grids, int64_t rows,
+                                      int64_t nblk, int bs) {
+  Tensor d = torch::empty({rows, nblk}, torch::kFloat64), z = torch::empty_like(d);
+  double* dp = d.data_ptr<double>();
+  double* zp = z.data_ptr<double>();
+  for (size_t i = 0; i < grids.size(); ++i) {
+    dp[i] = grids[i].d;
+    zp[i] = grids[i].z;
+  }
+  return {d.repeat_interleave(bs, 1), z.repeat_interleave(bs, 1)};
+}
+
+// Per row, the proxy loss (w - w_hat)^T H (w - w_hat) that GPTQ minimises.
+Tensor row_loss(const Tensor& w64, const Tensor& H64, const Tensor& codes,
+                const std::vector<codec::Grid>& grids, int bs) {
+  const int64_t rows = w64.size(0), nblk = w64.size(1) / bs;
+  auto [D, Z] = grid_planes(grids, rows, nblk, bs);
+  const Tensor e = w64 - D * (codes.to(torch::kFloat64) - Z);
+  return (e * e.mm(H64)).sum(1);
+}
+
+// Scale refit: with every code fixed, each row's block scales d (one per block) enter the proxy
+// loss quadratically, loss(d) = d^T A d - 2 c^T d + w^T H w with A = U^T H U and c = U^T H w,
+// where U (cols, nblk) holds the row's integer offsets codes - z, block b in column b. Solves for
+// the best d (a ridge of 1e-9 x mean diag(A) towards the current d keeps empty blocks where they
+// are), rounds it to the stored fp16 and keeps it for every row whose loss falls. Returns
+// whether any row changed.
+bool refit_grids(const Tensor& w64, const Tensor& H64, const Tensor& codes,
+                 std::vector<codec::Grid>& grids, int bs) {
+  const int64_t rows = w64.size(0), cols = w64.size(1), nblk = cols / bs;
+  auto [D, Z] = grid_planes(grids, rows, nblk, bs);
+  const Tensor U = codes.to(torch::kFloat64) - Z;
+  Tensor A = torch::empty({rows, nblk, nblk}, torch::kFloat64);
+  for (int64_t b = 0; b < nblk; ++b)  // column b of every row's A: U (U_b H_b,:)
+    A.select(2, b).copy_(
+        (U * U.narrow(1, b * bs, bs).mm(H64.narrow(0, b * bs, bs))).view({rows, nblk, bs}).sum(2));
+  const Tensor c = (U * w64.mm(H64)).view({rows, nblk, bs}).sum(2);
+  const Tensor d_old = D.narrow(1, 0, cols).view({rows, nblk, bs}).select(2, 0);
+  const Tensor ridge =
+      1e-9 * A.diagonal(0, 1, 2).abs().mean(1, /*keepdim=*/true).clamp_min(1e-30);  // (rows, 1)
+  Tensor Ar = A.clone();
+  Ar.diagonal(0, 1, 2).add_(ridge);
+  Tensor d_new = torch::linalg_solve(Ar, (c + ridge * d_old).unsqueeze(2)).squeeze(2);
+  d_new = d_new.to(torch::kFloat32).to(torch::kFloat64);  // fp16 rounding below, per value
+  double* dn = d_new.data_ptr<double>();
+  for (int64_t i = 0; i < rows * nblk; ++i)
+    dn[i] = std::isfinite(dn[i]) ? f16_to_f32(f32_to_f16(static_cast<float>(dn[i]))) : 0.0;
+  auto loss = [&](const Tensor& d) {
+    return (d.unsqueeze(1).bmm(A).squeeze(1) * d).sum(1) - 2 * (c * d).sum(1);
+  };
+  const Tensor finite = torch::isfinite(d_new).all(1);
+  const Tensor better = (loss(d_new) < loss(d_old)).logical_and(finite).contiguous();
+  const bool* bp = better.data_ptr<bool>();
+  bool changed = false;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!bp[r]) continue;
+    changed = true;
+    for (int64_t b = 0; b < nblk; ++b) grids[static_cast<size_t>(r * nblk + b)].d = static_cast<float>(dn[r * nblk + b]);
+  }
+  return changed;
+}
+
+// Keeps, row by row, whichever of `codes` and `cand` has the lower proxy loss on `grids`.
+void keep_better_rows(const Tensor& w64, const Tensor& H64, const Tensor& cand,
+                      const std::vector<codec::Grid>& grids, int bs, Tensor& codes) {
+  const Tensor better =
+      (row_loss(w64, H64, cand, grids, bs) < row_loss(w64, H64, codes, grids, bs));
+  codes = torch::where(better.unsqueeze(1), cand, codes);
 }
 
 }  // namespace
@@ -160,58 +234,72 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
   hinv_t = hinv_t.contiguous();
   const float* hinv = hinv_t.data_ptr<float>();
 
-  Tensor codes_sweep = torch::empty({rows, cols}, torch::kInt32);
-  int32_t* cq = codes_sweep.data_ptr<int32_t>();
-  float* wp = w.data_ptr<float>();
+  // One GPTQ sweep over a fresh copy of the (permuted) weights. With `choose` (static_groups
+  // off, first sweep) a block's grid is picked when the sweep reaches it; otherwise `grids` is
+  // read as is. Returns the codes in original column order.
+  const Tensor w_sweep0 = w;
+  auto sweep = [&](bool choose) {
+    Tensor w = w_sweep0.clone();
+    Tensor codes_sweep = torch::empty({rows, cols}, torch::kInt32);
+    int32_t* cq = codes_sweep.data_ptr<int32_t>();
+    float* wp = w.data_ptr<float>();
 
-  for (int64_t i1 = 0; i1 < cols; i1 += o.block_size) {
-    const int64_t i2 = std::min(i1 + o.block_size, cols), count = i2 - i1;
-    Tensor err_t = torch::empty({rows, count}, torch::kFloat32);
-    float* err = err_t.data_ptr<float>();
-    // Rows are independent within a lazy block: each row's sweep only reads its own weights and
-    // Hinv, so rows run in parallel and a row's block segment stays in L1.
-    const int64_t grain = std::max<int64_t>(1, 32768 / (count * count + 1));
-    at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
-      std::vector<float> cur(static_cast<size_t>(bs));
-      for (int64_t r = r0; r < r1; ++r) {
-        float* wr = wp + r * cols;
-        float* er = err + r * count;
-        for (int64_t i = i1; i < i2; ++i) {
-          if (!o.static_groups && i % bs == 0) {
-            // The grid sees the weights as updated by every column quantized so far. Columns
-            // past this lazy block still lack the block's pending update, so it is applied to
-            // the copy here. The reference reads its outer W, which lacks all of the current
-            // lazy block's updates; the two agree when every format block starts a lazy block
-            // (q4_g128 with block_size 128), and only ours is independent of block_size.
-            for (int64_t j = i; j < i + bs; ++j) {
-              float v = wr[j];
-              if (j >= i2)
-                for (int64_t k = 0; k < i - i1; ++k) v -= er[k] * hinv[(i1 + k) * cols + j];
-              cur[static_cast<size_t>(j - i)] = v;
+    for (int64_t i1 = 0; i1 < cols; i1 += o.block_size) {
+      const int64_t i2 = std::min(i1 + o.block_size, cols), count = i2 - i1;
+      Tensor err_t = torch::empty({rows, count}, torch::kFloat32);
+      float* err = err_t.data_ptr<float>();
+      // Rows are independent within a lazy block: each row's sweep only reads its own weights and
+      // Hinv, so rows run in parallel and a row's block segment stays in L1.
+      const int64_t grain = std::max<int64_t>(1, 32768 / (count * count + 1));
+      at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
+        std::vector<float> cur(static_cast<size_t>(bs));
+        for (int64_t r = r0; r < r1; ++r) {
+          float* wr = wp + r * cols;
+          float* er = err + r * count;
+          for (int64_t i = i1; i < i2; ++i) {
+            if (choose && i % bs == 0) {
+              // The grid sees the weights as updated by every column quantized so far. Columns
+              // past this lazy block still lack the block's pending update, so it is applied to
+              // the copy here. The reference reads its outer W, which lacks all of the current
+              // lazy block's updates; the two agree when every format block starts a lazy block
+              // (q4_g128 with block_size 128), and only ours is independent of block_size.
+              for (int64_t j = i; j < i + bs; ++j) {
+                float v = wr[j];
+                if (j >= i2)
+                  for (int64_t k = 0; k < i - i1; ++k) v -= er[k] * hinv[(i1 + k) * cols + j];
+                cur[static_cast<size_t>(j - i)] = v;
+              }
+              grids[static_cast<size_t>(r * nblk + i / bs)] = codec::choose_grid(f, cur.data());
             }
-            grids[static_cast<size_t>(r * nblk + i / bs)] = codec::choose_grid(f, cur.data());
+            const codec::Grid& g =
+                grids[static_cast<size_t>(r * nblk + sweep_col[static_cast<size_t>(i)] / bs)];
+            const float x = wr[i];
+            const int q = g.code(x);
+            cq[r * cols + i] = q;
+            const float e = (x - g.value(q)) / hinv[i * cols + i];
+            er[i - i1] = e;
+            const float* hrow = hinv + i * cols;
+            for (int64_t j = i + 1; j < i2; ++j) wr[j] -= e * hrow[j];
           }
-          const codec::Grid& g =
-              grids[static_cast<size_t>(r * nblk + sweep_col[static_cast<size_t>(i)] / bs)];
-          const float x = wr[i];
-          const int q = g.code(x);
-          cq[r * cols + i] = q;
-          const float e = (x - g.value(q)) / hinv[i * cols + i];
-          er[i - i1] = e;
-          const float* hrow = hinv + i * cols;
-          for (int64_t j = i + 1; j < i2; ++j) wr[j] -= e * hrow[j];
         }
+      });
+      if (i2 < cols) {
+        Tensor rest = w.narrow(1, i2, cols - i2);
+        rest.addmm_(err_t, hinv_t.narrow(0, i1, count).narrow(1, i2, cols - i2), /*beta=*/1,
+                    /*alpha=*/-1);
       }
-    });
-    if (i2 < cols) {
-      Tensor rest = w.narrow(1, i2, cols - i2);
-      rest.addmm_(err_t, hinv_t.narrow(0, i1, count).narrow(1, i2, cols - i2), /*beta=*/1,
-                  /*alpha=*/-1);
+    }
+    return o.act_order ? codes_sweep.index_select(1, torch::argsort(perm)) : codes_sweep;
+  };
+
+  Tensor codes = sweep(!o.static_groups);
+  if (o.refit > 0) {
+    const Tensor w64 = w_orig.to(torch::kFloat64), H64 = H.to(torch::kFloat64);
+    for (int it = 0; it < o.refit; ++it) {
+      if (!refit_grids(w64, H64, codes, grids, bs)) break;  // no row improved
+      if (it + 1 < o.refit) keep_better_rows(w64, H64, sweep(false), grids, bs, codes);
     }
   }
-
-  Tensor codes = codes_sweep;
-  if (o.act_order) codes = codes_sweep.index_select(1, torch::argsort(perm));
   return pack_result(w_orig, f, codes, grids, H);
 }
 

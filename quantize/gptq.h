@@ -34,6 +34,12 @@ struct GptqOptions {
   // worse on both bench models at q4_0 (stories260K KL 0.111 vs 0.098, wikitext5m 0.00123 vs
   // 0.00103) and costs a forward per group.
   bool true_sequential = false;
+  // Rounds of scale refitting after the sweep: with the codes fixed, every row's block scales are
+  // solved jointly for the least output error (H-weighted least squares), then the sweep reruns
+  // on the new grids and each row keeps the better codes. 0 = the reference's scales. A row's
+  // error only ever falls. Measured at q4_0 (KL vs RTN's): stories260K on 15k held-out tokens
+  // 0.0605 -> 0.0561 with 2 rounds (3-4 rounds: 0.0559), wikitext5m 0.00102 -> 0.00100.
+  int refit = 2;
 
   template <class V>
   void visit(V& v) {
@@ -44,6 +50,7 @@ struct GptqOptions {
     v("mse_grid", mse_grid, "GPTQ: search each group's range for the least weighted error");
     v("true_sequential", true_sequential,
       "GPTQ: calibrate each linear group on the outputs of the already-quantized ones");
+    v("refit", refit, "GPTQ: rounds of least-squares scale refitting after the sweep");
   }
   void validate() const;  // throws slmc::Error naming the bad key and value
 };
@@ -51,7 +58,8 @@ struct GptqOptions {
 // W: (rows, cols) fp32 weights. H: (cols, cols) sum over calibration tokens of x x^T (any
 // positive scale; not modified). Columns whose diag(H) is 0 (inputs never active) keep their
 // weights and are rounded to nearest (the reference zeroes them; we do not, so such inputs still
-// work after quantization). Throws slmc::Error if W or H is not finite, H is not (cols, cols),
+// work after quantization); with `refit` their code stays and the value follows the block's
+// refitted scale (they do not enter the loss the refit minimises). Throws slmc::Error if W or H is not finite, H is not (cols, cols),
 // cols does not fit `f`, or the damped H is not positive definite even after raising the
 // dampening tenfold twice.
 //

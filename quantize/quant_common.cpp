@@ -30,34 +30,47 @@ double rel_output_error(const torch::Tensor& W, const torch::Tensor& Q, const to
 }
 
 QuantResult rtn_quantize(const torch::Tensor& W, codec::Format f, const torch::Tensor& H,
-                         const torch::Tensor& clip) {
+                         const torch::Tensor& clip, const GridRule& rule) {
   SLMC_CHECK(W.dim() == 2, "rtn_quantize: weights must be 2-D, got ", W.dim(), "-D");
   const torch::Tensor w = contiguous_f32(W);
   const int64_t rows = w.size(0), cols = w.size(1);
   QuantResult r;
   r.packed.format = f;
   r.packed.shape = {rows, cols};
-  if (clip.defined()) {
-    SLMC_CHECK(codec::has_grid(f), "rtn_quantize: clipping needs a format with a grid, got ",
-               codec::format_info(f).name);
+  if (clip.defined() || !rule.is_default()) {
+    SLMC_CHECK(codec::has_grid(f), "rtn_quantize: ",
+               clip.defined() ? "clipping" : "symmetric or per-channel grids",
+               " need a format with a grid, got ", codec::format_info(f).name);
+    SLMC_CHECK(!(clip.defined() && rule.per_channel),
+               "rtn_quantize: per-channel grids take no per-block clip");
     const int bs = codec::format_info(f).block_size;
+    const int64_t nblk = cols / bs;
     SLMC_CHECK(codec::row_fits(f, cols), "rtn_quantize: ", cols, " columns do not fit ",
                codec::format_info(f).name);
-    const torch::Tensor c = contiguous_f32(clip);
-    SLMC_CHECK(c.dim() == 2 && c.size(0) == rows && c.size(1) == cols / bs,
-               "rtn_quantize: clip must be (", rows, ", ", cols / bs, ")");
+    torch::Tensor c;
+    if (clip.defined()) {
+      c = contiguous_f32(clip);
+      SLMC_CHECK(c.dim() == 2 && c.size(0) == rows && c.size(1) == nblk,
+                 "rtn_quantize: clip must be (", rows, ", ", nblk, ")");
+    }
     torch::Tensor codes = torch::empty({rows, cols}, torch::kInt32);
-    std::vector<codec::Grid> grids(static_cast<size_t>(rows * (cols / bs)));
+    std::vector<codec::Grid> grids(static_cast<size_t>(rows * nblk));
     const float* wp = w.data_ptr<float>();
-    const float* cp = c.data_ptr<float>();
+    const float* cp = clip.defined() ? c.data_ptr<float>() : nullptr;
     int32_t* qp = codes.data_ptr<int32_t>();
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t b = 0; b < cols / bs; ++b) {
+    for (int64_t i = 0; i < rows; ++i) {
+      const codec::Grid row_grid =
+          rule.per_channel ? codec::choose_grid(f, wp + i * cols, 1.0f, rule.symmetric, cols)
+                           : codec::Grid{};
+      for (int64_t b = 0; b < nblk; ++b) {
         const float* x = wp + i * cols + b * bs;
-        codec::Grid g = codec::choose_grid(f, x, cp[i * (cols / bs) + b]);
-        grids[static_cast<size_t>(i * (cols / bs) + b)] = g;
+        const codec::Grid g =
+            rule.per_channel ? row_grid
+                             : codec::choose_grid(f, x, cp ? cp[i * nblk + b] : 1.0f, rule.symmetric);
+        grids[static_cast<size_t>(i * nblk + b)] = g;
         for (int j = 0; j < bs; ++j) qp[i * cols + b * bs + j] = g.code(x[j]);
       }
+    }
     return pack_result(w, f, codes, grids, H);
   }
   r.packed.bytes = codec::quantize_ref(f, w.data_ptr<float>(), rows, cols);

@@ -18,13 +18,21 @@ struct QuantResult {
   double rel_output_error = -1;
 };
 
+// How round to nearest chooses its grids beyond the format's default (one grid per block).
+struct GridRule {
+  bool symmetric = false;    // q4_g64/q4_g128: zero point 8 and q4_0's scale (codec::choose_grid)
+  bool per_channel = false;  // one grid per row, shared by all of its blocks (from the whole row)
+  bool is_default() const { return !symmetric && !per_channel; }
+};
+
 // Round to nearest in `f` (any codec format; plain floats round too). `clip`, if defined, is
 // (rows, cols / block_size) float: each block's range is shrunk by that factor before its grid
 // is chosen (AWQ's clipping search); it needs a format with a grid. `H` (cols, cols), if defined,
-// fills rel_output_error.
+// fills rel_output_error. A non-default `rule` needs a format with a grid, and per_channel
+// takes no clip.
 QuantResult rtn_quantize(const torch::Tensor& W, codec::Format f,
                          const torch::Tensor& H = torch::Tensor(),
-                         const torch::Tensor& clip = torch::Tensor());
+                         const torch::Tensor& clip = torch::Tensor(), const GridRule& rule = {});
 
 // Packs `dequant`-consistent codes: builds a QuantResult from W (the original weights, for the
 // distortion), the chosen codes (rows, cols) int32 and grids (rows x blocks, row-major).

@@ -19,6 +19,15 @@ namespace slmc::quant {
 
 namespace {
 
+// Adds the seconds of its own lifetime to `acc`.
+struct ScopedSeconds {
+  double& acc;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  ~ScopedSeconds() {
+    acc += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+
 using codec::Format;
 
 const char* fname(Format f) { return codec::format_info(f).name; }
@@ -98,6 +107,11 @@ class QuantizePass : public Pass {
                o_.sens_samples);
     SLMC_CHECK(o_.moe_min_tokens >= 0, at("moe_min_tokens"), ": moe_min_tokens must be >= 0, got ",
                o_.moe_min_tokens);
+    for (const auto& [key, on] : {std::pair<const char*, bool>{"symmetric", o_.symmetric},
+                                  std::pair<const char*, bool>{"per_channel", o_.per_channel}})
+      SLMC_CHECK(!on || o_.method == "rtn", at(key), ": ", key,
+                 " applies to method rtn only (gptq and awq choose their own grids), got method ",
+                 o_.method);
     SLMC_CHECK(o_.target_bpw >= 0 && std::isfinite(o_.target_bpw), at("target_bpw"),
                ": target_bpw must be >= 0, got ", o_.target_bpw);
     if (o_.target_bpw > 0) {
@@ -126,6 +140,16 @@ class QuantizePass : public Pass {
   }
 
   std::string name() const override { return "quantize"; }
+
+  // The rtn grid rule for tensors stored in `f` (formats without a grid have none).
+  GridRule rule_for(Format f) const {
+    GridRule r;
+    if (codec::has_grid(f)) {
+      r.symmetric = o_.symmetric;
+      r.per_channel = o_.per_channel;
+    }
+    return r;
+  }
 
   std::string resolved_options() const override {
     OptionPrinter p;
@@ -274,7 +298,7 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
     tc.n_weights = shape_numel(p.shape);
     total_weights += tc.n_weights;
     for (Format f : cands[i]) {
-      const QuantResult r = rtn_quantize(orig, f);
+      const QuantResult r = rtn_quantize(orig, f, {}, {}, rule_for(f));
       param.copy_(r.dequant);
       const torch::Tensor lp = torch::log_softmax(tf.forward(tokens), -1);
       const double kl = (ref_p * (ref - lp)).sum(-1).mean().item<double>();
@@ -329,9 +353,14 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   const int64_t T = static_cast<int64_t>(cal.rows[0].size());
   const torch::Tensor tokens = calibration_tokens(cal, N);
   const int64_t B = o_.calib_batch;
+  // Where the time goes (reported as a note): forwards that collect H, the method's own work
+  // (searches and solves), and forwards through each layer once it is quantized.
+  double t_collect = 0, t_method = 0, t_propagate = 0;
+  auto timed = [](double& acc) { return ScopedSeconds{acc}; };
 
   auto quantize_one = [&](const std::string& name, const torch::Tensor& H,
                           const torch::Tensor& X, bool allow_clip, bool rtn_fallback) {
+    const auto timer = timed(t_method);
     Planned& p = *plan.at(name);
     torch::Tensor& W = params.at(name);
     QuantResult r;
@@ -376,6 +405,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   auto collect = [&](std::map<std::string, Stats>& stats,
                      const std::map<std::string, std::string>& group_of, int64_t layer,
                      const std::function<void(const torch::Tensor&)>& run_chunks) {
+    const auto timer = timed(t_collect);
     std::set<std::string> seen;  // groups done for the current chunk (q, k, v share an input)
     tf.set_linear_hook([&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
       auto g = group_of.find(name);
@@ -479,6 +509,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
           // Fold scales only where the producer of the input can absorb them exactly
           // (linear_groups leaves prev_norm/prev_linear empty where it cannot).
           if (!g.prev_norm.empty() || !g.prev_linear.empty()) {
+            const auto timer = timed(t_method);
             std::vector<torch::Tensor> Ws;
             std::vector<Format> fs;
             for (const std::string& n : g.members) {
@@ -528,6 +559,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       }
     }
     // The quantized layer's outputs are the next layer's inputs.
+    const auto timer = timed(t_propagate);
     for (int64_t c = 0; c < N; c += B) {
       const int64_t b = std::min(B, N - c);
       X.narrow(0, c, b).copy_(tf.layer(i, X.narrow(0, c, b)));
@@ -557,6 +589,12 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   }
   progress.update(spec.n_layer() + 1);
   progress.finish(str_cat(rep.tensors.size(), " tensors, ", N, " x ", T, " calibration tokens"));
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "time: %.1f s forwards collecting H, %.1f s %s, %.1f s forwards through the "
+                "quantized layers",
+                t_collect, t_method, o_.method.c_str(), t_propagate);
+  rep.notes.push_back(buf);
 
   // AWQ changed norms and unquantized linears: the model keeps those exact fp32 values.
   for (auto& kv : m.model.tensors)
@@ -587,7 +625,7 @@ PassReport QuantizePass::run(CompressedModel& m, PassContext& ctx) {
     int64_t done = 0;
     for (const Planned& p : planned) {
       const torch::Tensor W = to_torch(m.model.tensors.at(p.name));
-      store(m, p, rtn_quantize(W, p.format), rep);
+      store(m, p, rtn_quantize(W, p.format, {}, {}, rule_for(p.format)), rep);
       progress.update(++done, p.name);
     }
     progress.finish();

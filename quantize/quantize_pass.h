@@ -30,6 +30,10 @@ struct QuantizeOptions {
   int64_t calib_batch = 4;     // calibration sequences per forward chunk
   int64_t sens_samples = 8;    // target_bpw: calibration sequences the sensitivity uses
   int64_t moe_min_tokens = 128;  // MoE: experts routed fewer calibration tokens fall back to rtn
+  // rtn only: symmetric int4 grids for q4_g64/q4_g128 (zero point 8), and one grid per output
+  // channel (row) instead of per block: with bits 8, per-channel int8 stored as q8_0.
+  bool symmetric = false;
+  bool per_channel = false;
   GptqOptions gptq;
   AwqOptions awq;
 
@@ -48,6 +52,9 @@ struct QuantizeOptions {
     v("sens_samples", sens_samples, "target_bpw: calibration sequences for sensitivities");
     v("moe_min_tokens", moe_min_tokens,
       "MoE: an expert routed fewer calibration tokens is quantized with rtn (reported)");
+    v("symmetric", symmetric, "rtn: symmetric int4 grids for q4_g64/q4_g128 (zero point 8)");
+    v("per_channel", per_channel,
+      "rtn: one scale per output channel shared by the row's blocks (bits 8: per-channel int8)");
     gptq.visit(v);
     awq.visit(v);
   }

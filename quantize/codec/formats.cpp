@@ -226,35 +226,39 @@ bool has_grid(Format f) {
   return f == Format::kQ8_0 || f == Format::kQ4_0 || f == Format::kQ4_G64 || f == Format::kQ4_G128;
 }
 
-Grid choose_grid(Format f, const float* x, float scale) {
-  const int n = format_info(f).block_size;
+Grid choose_grid(Format f, const float* x, float scale, bool symmetric, int64_t n) {
+  if (n <= 0) n = format_info(f).block_size;
   Grid g;
+  // The value of largest magnitude / -8, zero point 8: q4_0's grid (ggml), the symmetric q4_g*.
+  auto int4_symmetric = [&] {
+    float amax = 0, max = 0;
+    for (int64_t j = 0; j < n; ++j)
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    g.d = f16_to_f32(f32_to_f16(max * scale / -8.0f));
+    g.z = 8;
+    g.qmin = 0;
+    g.qmax = 15;
+    return g;
+  };
   switch (f) {
     case Format::kQ8_0: {
       float amax = 0;
-      for (int j = 0; j < n; ++j) amax = std::max(amax, std::fabs(x[j]));
+      for (int64_t j = 0; j < n; ++j) amax = std::max(amax, std::fabs(x[j]));
       g.d = f16_to_f32(f32_to_f16(amax * scale / 127.0f));
       g.qmin = -127;
       g.qmax = 127;
       return g;
     }
-    case Format::kQ4_0: {
-      float amax = 0, max = 0;
-      for (int j = 0; j < n; ++j)
-        if (amax < std::fabs(x[j])) {
-          amax = std::fabs(x[j]);
-          max = x[j];
-        }
-      g.d = f16_to_f32(f32_to_f16(max * scale / -8.0f));
-      g.z = 8;
-      g.qmin = 0;
-      g.qmax = 15;
-      return g;
-    }
+    case Format::kQ4_0:
+      return int4_symmetric();
     case Format::kQ4_G64:
     case Format::kQ4_G128: {
+      if (symmetric) return int4_symmetric();
       float lo = 0, hi = 0;  // zero stays representable
-      for (int j = 0; j < n; ++j) {
+      for (int64_t j = 0; j < n; ++j) {
         lo = std::min(lo, x[j]);
         hi = std::max(hi, x[j]);
       }

@@ -100,9 +100,12 @@ struct Grid {
 // Whether `f` is a block format with integer codes (q8_0, q4_0, q4_g64, q4_g128).
 bool has_grid(Format f);
 // The grid round-to-nearest picks for one block of block_size weights: q8_0 max|x|/127, q4_0 the
-// value of largest magnitude / -8 (ggml), q4_g* min/max with an integral zero point. `scale`
-// shrinks the range (clipping search: 1 = the full range). Throws for formats without a grid.
-Grid choose_grid(Format f, const float* x, float scale = 1.0f);
+// value of largest magnitude / -8 (ggml), q4_g* min/max with an integral zero point, or with
+// `symmetric` zero point 8 and q4_0's scale (q8_0 and q4_0 are symmetric anyway). `scale` shrinks
+// the range (clipping search: 1 = the full range). `n` > 0 takes the range of n weights instead
+// of one block (one grid for a whole row: per-channel). Throws for formats without a grid.
+Grid choose_grid(Format f, const float* x, float scale = 1.0f, bool symmetric = false,
+                 int64_t n = 0);
 // Packs one row of n weights: codes[i] for every weight (in the grid's range) and grids[b] for
 // every block. quantize_row_ref(x) == pack_row(codes of choose_grid, ...) up to ggml's rounding.
 void pack_row(Format f, const int* codes, const Grid* grids, int64_t n, void* out);

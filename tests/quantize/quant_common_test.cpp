@@ -63,6 +63,62 @@ TEST(QuantCommonTest, ClipOfOnesEqualsUnclippedForQ4G) {
   }
 }
 
+// Symmetric q4_g64/q4_g128: zero point 8 and q4_0's scale (the value of largest magnitude / -8,
+// fp16), so the block's extreme weight is exact and every weight is within half a step of its
+// value unless it is clamped at code 15 (the far side of the range has one step less: at most
+// d + d/2 off). Per-channel: every block of a row carries the row's one grid. Both are decoded by
+// the formats' own dequantizer, so the runtime reads them as any q4_g*/q8_0 tensor.
+TEST(QuantCommonTest, SymmetricAndPerChannelGrids) {
+  const torch::Tensor W = random_weights(6, 256, 5);
+  const float* w = W.data_ptr<float>();
+  GridRule sym;
+  sym.symmetric = true;
+  for (const Format f : {Format::kQ4_G64, Format::kQ4_G128}) {
+    const int bs = codec::format_info(f).block_size;
+    const QuantResult r = rtn_quantize(W, f, {}, {}, sym);
+    const QuantResult q40 = rtn_quantize(W, Format::kQ4_0);
+    for (int64_t i = 0; i < 6; ++i)
+      for (int64_t b = 0; b < 256 / bs; ++b) {
+        const float* x = w + i * 256 + b * bs;
+        const codec::Grid g = codec::choose_grid(f, x, 1.0f, true);
+        EXPECT_EQ(g.z, 8.0f);
+        float amax = 0, ext = 0;
+        for (int j = 0; j < bs; ++j)
+          if (std::fabs(x[j]) > amax) amax = std::fabs(x[j]), ext = x[j];
+        EXPECT_EQ(g.d, f16_to_f32(f32_to_f16(ext / -8.0f)));
+        for (int j = 0; j < bs; ++j) {
+          const float deq = r.dequant[i][b * bs + j].item<float>();
+          EXPECT_EQ(deq, g.round(x[j])) << name(f) << " row " << i << " weight " << b * bs + j;
+          EXPECT_LE(std::fabs(deq - x[j]), 1.5f * std::fabs(g.d) * 1.0001f);
+        }
+      }
+    // Same grid rule as q4_0 at twice or four times the group: never more accurate than q4_0.
+    EXPECT_GE((r.dequant - W).pow(2).sum().item<double>(),
+              (q40.dequant - W).pow(2).sum().item<double>() * 0.999)
+        << name(f);
+  }
+  GridRule pc;
+  pc.per_channel = true;
+  for (const Format f : kGridFormats) {
+    const int bs = codec::format_info(f).block_size;
+    const QuantResult r = rtn_quantize(W, f, {}, {}, pc);
+    const QuantResult blockwise = rtn_quantize(W, f);
+    const std::vector<float> deq = codec::dequantize_ref(f, r.packed.bytes.data(), 6, 256);
+    for (int64_t i = 0; i < 6; ++i) {
+      const codec::Grid g = codec::choose_grid(f, w + i * 256, 1.0f, false, 256);
+      for (int64_t j = 0; j < 256; ++j)
+        ASSERT_EQ(deq[static_cast<size_t>(i * 256 + j)], g.round(w[i * 256 + j]))
+            << name(f) << " row " << i << " weight " << j << " (block size " << bs << ")";
+    }
+    // One range per row is coarser than one per block.
+    EXPECT_GT((r.dequant - W).pow(2).sum().item<double>(),
+              (blockwise.dequant - W).pow(2).sum().item<double>())
+        << name(f);
+  }
+  EXPECT_THROW(rtn_quantize(W, Format::kF16, {}, {}, pc), Error);
+  EXPECT_THROW(rtn_quantize(W, Format::kQ8_0, {}, torch::ones({6, 8}), pc), Error);
+}
+
 // q8_0 (and q4_0): ggml computes codes with the unrounded fp32 scale, the grid with the fp16
 // scale the block stores, so a clip of 1 is not byte-identical to the plain path: a code can
 // differ by one where x / d sits within |q| * 2^-11 of a midpoint. The grid's code is then the
