@@ -30,12 +30,14 @@ void rope_table(const std::vector<float>& inv_freq, int64_t pos, float* cs) {
 }
 
 // Rotate-half RoPE on `n_head` heads of `hd` values with the table `cs` of their position.
+// (Heads outer, frequencies inner: contiguous, so the compiler vectorizes it; every element gets
+// the same operations as in any other order.)
 void rope(float* x, int64_t n_head, int64_t hd, const float* cs) {
   const int64_t half = hd / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const float c = cs[2 * i], s = cs[2 * i + 1];
-    for (int64_t h = 0; h < n_head; ++h) {
-      float* v = x + h * hd;
+  for (int64_t h = 0; h < n_head; ++h) {
+    float* v = x + h * hd;
+    for (int64_t i = 0; i < half; ++i) {
+      const float c = cs[2 * i], s = cs[2 * i + 1];
       const float a = v[i], b = v[i + half];
       v[i] = a * c - b * s;
       v[i + half] = b * c + a * s;
@@ -258,11 +260,12 @@ void Session::prepare(const Matrix& w, const float* x, int64_t n, bool same_inpu
   prepare_acts(w.format, x, n, w.cols, &acts_, isa_, w.layout, act_precision_, &pool_);
 }
 
-int64_t Session::row_chunk(int64_t rows) const {
-  // Four chunks per thread: a thread that starts late (waking up) or runs slow (a busy core)
-  // leaves its share to the others, at one shared-counter update per chunk.
-  constexpr int64_t kChunksPerThread = 4;
-  const int64_t parts = kChunksPerThread * pool_.size();
+int64_t Session::row_chunk(int64_t rows, int64_t tokens) const {
+  // Four chunks per thread (eight for a prefill, whose chunks are long): a thread that starts
+  // late (waking up) or runs slow (a busy core) leaves its share to the others, at one
+  // shared-counter update per chunk.
+  const int64_t chunks_per_thread = tokens >= kAmxMinTokens ? 8 : 4;
+  const int64_t parts = chunks_per_thread * pool_.size();
   const int64_t per = (rows + parts - 1) / parts;
   return std::max<int64_t>(16, (per + 15) / 16 * 16);
 }
@@ -293,7 +296,7 @@ void Session::prepare_group(const GroupOut* outs, int count, const float* x, int
 void Session::matmul_group(const GroupOut* outs, int count, const Acts* const* acts) {
   int64_t total = 0;
   for (int i = 0; i < count; ++i) total += outs[i].w->rows;
-  pool_.parallel_for_dynamic(total, row_chunk(total), [&](int64_t b, int64_t e) {
+  pool_.parallel_for_dynamic(total, row_chunk(total, acts[0]->T), [&](int64_t b, int64_t e) {
     int64_t off = 0;
     for (int i = 0; i < count; ++i) {
       const Matrix& w = *outs[i].w;
@@ -354,12 +357,25 @@ void Session::mlp(const Matrix& gate, const Matrix& up, const Matrix& down, cons
   float* g = gate_.data();
   float* u = up_.data();
   const Activation act = s.act;
-  pool_.parallel_for_dynamic(ffn_dim, row_chunk(2 * ffn_dim), [&](int64_t r0, int64_t r1) {
+  // Chunks of ffn rows, each two matrix rows (gate and up); a prefill splits them as finely as
+  // the other matmuls (decode keeps chunks of twice that).
+  const int64_t chunk = rows >= kAmxMinTokens
+                            ? std::max<int64_t>(16, row_chunk(2 * ffn_dim, rows) / 32 * 16)
+                            : row_chunk(2 * ffn_dim, rows);
+  pool_.parallel_for_dynamic(ffn_dim, chunk, [&](int64_t r0, int64_t r1) {
     gemm_rows(gate.format, gate.data, *acts[0], g, ffn_dim, r0, r1, isa_);
     gemm_rows(up.format, up.data, *acts[1], u, ffn_dim, r0, r1, isa_);
     for (int64_t t = 0; t < rows; ++t) {
       float* gt = g + t * ffn_dim;
-      const float* ut = u + t * ffn_dim;
+      float* ut = u + t * ffn_dim;
+      if (act == Activation::kSilu) {  // the same operations, SiLU vectorized (silu_mul)
+        if (gate_bias)
+          for (int64_t j = r0; j < r1; ++j) gt[j] += gate_bias[j];
+        if (up_bias)
+          for (int64_t j = r0; j < r1; ++j) ut[j] += up_bias[j];
+        silu_mul(gt + r0, ut + r0, r1 - r0, isa_);
+        continue;
+      }
       for (int64_t j = r0; j < r1; ++j) {
         const float gv = gate_bias ? gt[j] + gate_bias[j] : gt[j];
         const float uv = up_bias ? ut[j] + up_bias[j] : ut[j];

@@ -120,9 +120,9 @@ class Session {
   // Runs the group as one pool dispatch: the rows of all its matrices, concatenated, are split
   // into chunks that the threads claim (ThreadPool::parallel_for_dynamic).
   void matmul_group(const GroupOut* outs, int count, const Acts* const* acts);
-  // Row chunk for `rows` rows of output split over the pool: a multiple of 16 (whole cache lines
-  // of output), a few chunks per thread.
-  int64_t row_chunk(int64_t rows) const;
+  // Row chunk for `rows` rows of output of `tokens` tokens split over the pool: a multiple of 16
+  // (whole cache lines of output), a few chunks per thread.
+  int64_t row_chunk(int64_t rows, int64_t tokens) const;
   void attention(int64_t layer, int64_t n);
   // Gated MLP down(act(gate in + gate_bias) * (up in + up_bias)) + down_bias on `in`
   // (rows, d_model) -> `out` (rows, d_model); biases may be null. Uses gate_ and up_ as scratch.

@@ -23,4 +23,11 @@ void attend2(const float* q0, const float* q1, const float* k0, const float* k1,
              const float* v1, int64_t stride, int64_t hd, int64_t lo, int64_t hi, float scale,
              float* scores0, float* scores1, float* out0, float* out1, Isa isa);
 
+// g[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i] with std::exp's results bit for bit
+// (the AVX-512 path evaluates glibc's expf on 16 lanes).
+void silu_mul(float* g, const float* u, int64_t n, Isa isa);
+
+// y[i] = std::exp(x[i]) bit for bit (x == y allowed); exposed for the tests.
+void exp_f32(const float* x, float* y, int64_t n, Isa isa);
+
 }  // namespace slmc::runtime

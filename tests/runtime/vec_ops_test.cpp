@@ -1,10 +1,13 @@
 // vec_ops: attention over a KV cache (attend, attend2) against a double-precision reference on
-// every ISA this CPU runs, and attend2 equal to two attend calls bit for bit.
+// every ISA this CPU runs, and attend2 equal to two attend calls bit for bit; exp_f32 and
+// silu_mul equal std::exp (and the scalar SiLU expression) bit for bit.
 #include "export/runtime/vec_ops.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <cstring>
 #include <random>
 #include <string>
@@ -80,6 +83,63 @@ TEST(VecOps, AttendMatchesReferenceAndAttend2MatchesAttend) {
           ++checked;
         }
   EXPECT_GT(checked, 0);
+}
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// Every 251st float bit pattern (every float was checked once, offline) (both signs, all exponents: the 16-lane path, its special-case
+// lanes, inf, nan) plus the edges of glibc's special path, in odd-length chunks (masked tails).
+TEST(VecOps, ExpEqualsStdExpBitForBit) {
+  std::vector<float> x;
+  for (uint64_t u = 0; u < (1ull << 32); u += 251) {
+    float f;
+    const uint32_t b = static_cast<uint32_t>(u);
+    std::memcpy(&f, &b, 4);
+    x.push_back(f);
+  }
+  for (float f : {0.0f, -0.0f, 88.0f, -88.0f, 87.99999f, 88.72283f, 88.72284f, -103.27893f,
+                  -103.97208f, -104.0f, 1e-30f, -1e-30f, std::numeric_limits<float>::infinity(),
+                  -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
+                  std::numeric_limits<float>::denorm_min()})
+    x.push_back(f);
+  for (Isa isa : isas()) {
+    std::vector<float> y(x.size());
+    for (size_t at = 0; at < x.size(); at += 1001) {
+      const size_t n = std::min<size_t>(1001, x.size() - at);
+      exp_f32(x.data() + at, y.data() + at, static_cast<int64_t>(n), isa);
+    }
+    int64_t bad = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float e = std::exp(x[i]);
+      if (bits_of(e) != bits_of(y[i]) && !(std::isnan(e) && std::isnan(y[i]))) {
+        if (++bad <= 5) ADD_FAILURE() << isa_name(isa) << " exp(" << x[i] << ") = " << y[i] << ", std::exp " << e;
+      }
+    }
+    EXPECT_EQ(bad, 0) << isa_name(isa);
+  }
+}
+
+TEST(VecOps, SiluMulEqualsScalarExpression) {
+  std::vector<float> g = random_values(1037, 7), u = random_values(1037, 8);
+  for (size_t i = 0; i < g.size(); i += 50) g[i] *= 40.0f;  // some lanes reach |g| > 88
+  g[3] = 100.0f;
+  g[4] = -100.0f;
+  for (Isa isa : isas()) {
+    for (int64_t n : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, int64_t{1037}}) {
+      std::vector<float> y(g.begin(), g.begin() + n);
+      silu_mul(y.data(), u.data(), n, isa);
+      for (int64_t i = 0; i < n; ++i) {
+        const float want = g[static_cast<size_t>(i)] / (1.0f + std::exp(-g[static_cast<size_t>(i)])) *
+                           u[static_cast<size_t>(i)];
+        ASSERT_EQ(bits_of(y[static_cast<size_t>(i)]), bits_of(want))
+            << isa_name(isa) << " n " << n << " i " << i << " g " << g[static_cast<size_t>(i)];
+      }
+    }
+  }
 }
 
 }  // namespace
