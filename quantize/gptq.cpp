@@ -62,10 +62,9 @@ Tensor inverse_cholesky_upper(const Tensor& h) {
   return U;
 }
 
-// The grids' scales and zero points spread over the weights: D, Z (rows, cols) float64, so the
-// row dequantizes to D * (codes - Z).
-std::pair<Tensor, Tensor> grid_planes(const std::vector<codec::Grid>& grids, int64_t rows,
-                                      int64_t nblk, int bs) {
+// The grids' scales and zero points, one per block: d, z (rows, nblk) float64.
+std::pair<Tensor, Tensor> grid_params(const std::vector<codec::Grid>& grids, int64_t rows,
+                                      int64_t nblk) {
   Tensor d = torch::empty({rows, nblk}, torch::kFloat64), z = torch::empty_like(d);
   double* dp = d.data_ptr<double>();
   double* zp = z.data_ptr<double>();
@@ -73,15 +72,15 @@ std::pair<Tensor, Tensor> grid_planes(const std::vector<codec::Grid>& grids, int
     dp[i] = grids[i].d;
     zp[i] = grids[i].z;
   }
-  return {d.repeat_interleave(bs, 1), z.repeat_interleave(bs, 1)};
+  return {d, z};
 }
 
 // Per row, the proxy loss (w - w_hat)^T H (w - w_hat) that GPTQ minimises.
 Tensor row_loss(const Tensor& w64, const Tensor& H64, const Tensor& codes,
                 const std::vector<codec::Grid>& grids, int bs) {
-  const int64_t rows = w64.size(0), nblk = w64.size(1) / bs;
-  auto [D, Z] = grid_planes(grids, rows, nblk, bs);
-  const Tensor e = w64 - D * (codes.to(torch::kFloat64) - Z);
+  auto [d, z] = grid_params(grids, w64.size(0), w64.size(1) / bs);
+  const Tensor e =
+      w64 - d.repeat_interleave(bs, 1) * (codes.to(torch::kFloat64) - z.repeat_interleave(bs, 1));
   return (e * e.mm(H64)).sum(1);
 }
 
@@ -89,39 +88,40 @@ Tensor row_loss(const Tensor& w64, const Tensor& H64, const Tensor& codes,
 // loss quadratically, loss(d) = d^T A d - 2 c^T d + w^T H w with A = U^T H U and c = U^T H w,
 // where U (cols, nblk) holds the row's integer offsets codes - z, block b in column b. Solves for
 // the best d (a ridge of 1e-9 x mean diag(A) towards the current d keeps empty blocks where they
-// are), rounds it to the stored fp16 and keeps it for every row whose loss falls. Returns
-// whether any row changed.
+// are), rounds it to the stored fp16 (a non-finite value keeps the current scale) and keeps it
+// for every row whose loss falls. Returns whether any row changed.
 bool refit_grids(const Tensor& w64, const Tensor& H64, const Tensor& codes,
                  std::vector<codec::Grid>& grids, int bs) {
   const int64_t rows = w64.size(0), cols = w64.size(1), nblk = cols / bs;
-  auto [D, Z] = grid_planes(grids, rows, nblk, bs);
-  const Tensor U = codes.to(torch::kFloat64) - Z;
+  auto [d_old, z] = grid_params(grids, rows, nblk);
+  const Tensor U = codes.to(torch::kFloat64) - z.repeat_interleave(bs, 1);
   Tensor A = torch::empty({rows, nblk, nblk}, torch::kFloat64);
   for (int64_t b = 0; b < nblk; ++b)  // column b of every row's A: U (U_b H_b,:)
     A.select(2, b).copy_(
         (U * U.narrow(1, b * bs, bs).mm(H64.narrow(0, b * bs, bs))).view({rows, nblk, bs}).sum(2));
   const Tensor c = (U * w64.mm(H64)).view({rows, nblk, bs}).sum(2);
-  const Tensor d_old = D.narrow(1, 0, cols).view({rows, nblk, bs}).select(2, 0);
   const Tensor ridge =
       1e-9 * A.diagonal(0, 1, 2).abs().mean(1, /*keepdim=*/true).clamp_min(1e-30);  // (rows, 1)
   Tensor Ar = A.clone();
   Ar.diagonal(0, 1, 2).add_(ridge);
-  Tensor d_new = torch::linalg_solve(Ar, (c + ridge * d_old).unsqueeze(2)).squeeze(2);
-  d_new = d_new.to(torch::kFloat32).to(torch::kFloat64);  // fp16 rounding below, per value
+  Tensor d_new = torch::linalg_solve(Ar, (c + ridge * d_old).unsqueeze(2)).squeeze(2).contiguous();
   double* dn = d_new.data_ptr<double>();
-  for (int64_t i = 0; i < rows * nblk; ++i)
-    dn[i] = std::isfinite(dn[i]) ? f16_to_f32(f32_to_f16(static_cast<float>(dn[i]))) : 0.0;
+  const double* dp = d_old.data_ptr<double>();
+  for (int64_t i = 0; i < rows * nblk; ++i) {
+    const float h = f16_to_f32(f32_to_f16(static_cast<float>(dn[i])));
+    dn[i] = std::isfinite(h) ? h : dp[i];
+  }
   auto loss = [&](const Tensor& d) {
     return (d.unsqueeze(1).bmm(A).squeeze(1) * d).sum(1) - 2 * (c * d).sum(1);
   };
-  const Tensor finite = torch::isfinite(d_new).all(1);
-  const Tensor better = (loss(d_new) < loss(d_old)).logical_and(finite).contiguous();
+  const Tensor better = (loss(d_new) < loss(d_old)).contiguous();
   const bool* bp = better.data_ptr<bool>();
   bool changed = false;
   for (int64_t r = 0; r < rows; ++r) {
     if (!bp[r]) continue;
     changed = true;
-    for (int64_t b = 0; b < nblk; ++b) grids[static_cast<size_t>(r * nblk + b)].d = static_cast<float>(dn[r * nblk + b]);
+    for (int64_t b = 0; b < nblk; ++b)
+      grids[static_cast<size_t>(r * nblk + b)].d = static_cast<float>(dn[r * nblk + b]);
   }
   return changed;
 }

@@ -59,9 +59,9 @@ struct GptqOptions {
 // positive scale; not modified). Columns whose diag(H) is 0 (inputs never active) keep their
 // weights and are rounded to nearest (the reference zeroes them; we do not, so such inputs still
 // work after quantization); with `refit` their code stays and the value follows the block's
-// refitted scale (they do not enter the loss the refit minimises). Throws slmc::Error if W or H is not finite, H is not (cols, cols),
-// cols does not fit `f`, or the damped H is not positive definite even after raising the
-// dampening tenfold twice.
+// refitted scale (they do not enter the loss the refit minimises). Throws slmc::Error if W or H
+// is not finite, H is not (cols, cols), cols does not fit `f`, or the damped H is not positive
+// definite even after raising the dampening tenfold twice.
 //
 // H is factored in float64; the inverse factor the sweep uses is formed and applied in fp32, like
 // the reference's whole computation. Formats without an integer grid (f32, f16, bf16) fall back

@@ -356,11 +356,10 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   // Where the time goes (reported as a note): forwards that collect H, the method's own work
   // (searches and solves), and forwards through each layer once it is quantized.
   double t_collect = 0, t_method = 0, t_propagate = 0;
-  auto timed = [](double& acc) { return ScopedSeconds{acc}; };
 
   auto quantize_one = [&](const std::string& name, const torch::Tensor& H,
                           const torch::Tensor& X, bool allow_clip, bool rtn_fallback) {
-    const auto timer = timed(t_method);
+    const ScopedSeconds timer{t_method};
     Planned& p = *plan.at(name);
     torch::Tensor& W = params.at(name);
     QuantResult r;
@@ -405,7 +404,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   auto collect = [&](std::map<std::string, Stats>& stats,
                      const std::map<std::string, std::string>& group_of, int64_t layer,
                      const std::function<void(const torch::Tensor&)>& run_chunks) {
-    const auto timer = timed(t_collect);
+    const ScopedSeconds timer{t_collect};
     std::set<std::string> seen;  // groups done for the current chunk (q, k, v share an input)
     tf.set_linear_hook([&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
       auto g = group_of.find(name);
@@ -509,7 +508,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
           // Fold scales only where the producer of the input can absorb them exactly
           // (linear_groups leaves prev_norm/prev_linear empty where it cannot).
           if (!g.prev_norm.empty() || !g.prev_linear.empty()) {
-            const auto timer = timed(t_method);
+            const ScopedSeconds timer{t_method};
             std::vector<torch::Tensor> Ws;
             std::vector<Format> fs;
             for (const std::string& n : g.members) {
@@ -559,7 +558,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       }
     }
     // The quantized layer's outputs are the next layer's inputs.
-    const auto timer = timed(t_propagate);
+    const ScopedSeconds timer{t_propagate};
     for (int64_t c = 0; c < N; c += B) {
       const int64_t b = std::min(B, N - c);
       X.narrow(0, c, b).copy_(tf.layer(i, X.narrow(0, c, b)));

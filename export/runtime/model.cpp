@@ -357,12 +357,8 @@ void Session::mlp(const Matrix& gate, const Matrix& up, const Matrix& down, cons
   float* g = gate_.data();
   float* u = up_.data();
   const Activation act = s.act;
-  // Chunks of ffn rows, each two matrix rows (gate and up); a prefill splits them as finely as
-  // the other matmuls (decode keeps chunks of twice that).
-  const int64_t chunk = rows >= kAmxMinTokens
-                            ? std::max<int64_t>(16, row_chunk(2 * ffn_dim, rows) / 32 * 16)
-                            : row_chunk(2 * ffn_dim, rows);
-  pool_.parallel_for_dynamic(ffn_dim, chunk, [&](int64_t r0, int64_t r1) {
+  // Chunks of ffn rows (each a gate row and an up row), as many per thread as any matmul's.
+  pool_.parallel_for_dynamic(ffn_dim, row_chunk(ffn_dim, rows), [&](int64_t r0, int64_t r1) {
     gemm_rows(gate.format, gate.data, *acts[0], g, ffn_dim, r0, r1, isa_);
     gemm_rows(up.format, up.data, *acts[1], u, ffn_dim, r0, r1, isa_);
     for (int64_t t = 0; t < rows; ++t) {

@@ -261,32 +261,27 @@ __attribute__((target("avx512f"))) __m512 exp16_avx512(__m512 x) {
 }
 
 // g[i] = g[i] / (1 + exp(-g[i])) * u[i], the scalar expression's operations in its order.
+// Lanes i..i+15 of n that exist (the last group is partial).
+inline __mmask16 lanes16(int64_t i, int64_t n) {
+  return n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+}
+
 __attribute__((target("avx512f"))) void silu_mul_avx512(float* g, const float* u, int64_t n) {
-  int64_t i = 0;
   const __m512 one = _mm512_set1_ps(1.0f);
-  for (; i + 16 <= n; i += 16) {
-    const __m512 gv = _mm512_loadu_ps(g + i);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = lanes16(i, n);
+    const __m512 gv = _mm512_maskz_loadu_ps(k, g + i);
     const __m512 e = exp16_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
     const __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
-    _mm512_storeu_ps(g + i, _mm512_mul_ps(s, _mm512_loadu_ps(u + i)));
-  }
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    const __m512 gv = _mm512_maskz_loadu_ps(m, g + i);
-    const __m512 e = exp16_avx512(_mm512_sub_ps(_mm512_setzero_ps(), gv));
-    const __m512 s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
-    _mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + i)));
+    _mm512_mask_storeu_ps(g + i, k, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(k, u + i)));
   }
 }
 
 // x[i] = exp(x[i] - mx) for i < n.
 __attribute__((target("avx512f"))) void exp_shifted_avx512(float* x, float mx, int64_t n) {
   const __m512 m = _mm512_set1_ps(mx);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(x + i, exp16_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m)));
-  if (i < n) {
-    const __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = lanes16(i, n);
     _mm512_mask_storeu_ps(x + i, k, exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), m)));
   }
 }

@@ -7,8 +7,8 @@
 
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -91,8 +91,9 @@ uint32_t bits_of(float f) {
   return u;
 }
 
-// Every 251st float bit pattern (every float was checked once, offline) (both signs, all exponents: the 16-lane path, its special-case
-// lanes, inf, nan) plus the edges of glibc's special path, in odd-length chunks (masked tails).
+// Every 251st float bit pattern (both signs, all exponents: the 16-lane path, its special-case
+// lanes, inf, nan; every float was checked once, offline) plus the edges of glibc's special
+// path, in odd-length chunks (masked tails).
 TEST(VecOps, ExpEqualsStdExpBitForBit) {
   std::vector<float> x;
   for (uint64_t u = 0; u < (1ull << 32); u += 251) {
