@@ -68,6 +68,7 @@ bench s_q8_0_gptq     $C --method gptq --bits 8 --ignore ffn_down
 bench s_q8_0pc_rtn    $C --method rtn --bits 8 --per-channel true --ignore ffn_down
 bench s_q4_0_rtn      $C --method rtn --format q4_0 --head-format q4_0 --ignore ffn_down
 bench s_q4_0_gptq     $C --method gptq --format q4_0 --head-format q4_0 --ignore ffn_down
+bench s_q4_0_gptq_plain $C --method gptq --format q4_0 --head-format q4_0 --ignore ffn_down --asym-calib 0
 bench s_q4_0_awq      $C --method awq --format q4_0 --head-format q4_0 --ignore ffn_down
 bench s_q4_g64_gptq   $C --method gptq --format q4_g64 --head-format q4_g64 --ignore ffn_down
 bench s_q4_0h8_gptq   $C --method gptq --bits 4 --ignore ffn_down
@@ -85,6 +86,7 @@ bench sg_q8_0_rtn     $C --method rtn --bits 8 --ignore ffn_down
 bench sg_q8_0_gptq    $C --method gptq --bits 8 --ignore ffn_down
 bench sg_q4_0_rtn     $C --method rtn --format q4_0 --head-format q4_0 --ignore ffn_down
 bench sg_q4_0_gptq    $C --method gptq --format q4_0 --head-format q4_0 --ignore ffn_down
+bench sg_q4_0_gptq_plain $C --method gptq --format q4_0 --head-format q4_0 --ignore ffn_down --asym-calib 0
 bench sg_q4_0_awq     $C --method awq --format q4_0 --head-format q4_0 --ignore ffn_down
 bench sg_q4_g64_gptq  $C --method gptq --format q4_g64 --head-format q4_g64 --ignore ffn_down
 bench sg_mix4.5_gptq  $C --method gptq --target-bpw 4.5 --ignore ffn_down
@@ -118,6 +120,7 @@ bench w_q8_0_gptq     $C --method gptq --bits 8
 bench w_q8_0pc_rtn    $C --method rtn --bits 8 --per-channel true
 bench w_q4_0_rtn      $C --method rtn --format q4_0 --head-format q4_0
 bench w_q4_0_gptq     $C --method gptq --format q4_0 --head-format q4_0
+bench w_q4_0_gptq_plain $C --method gptq --format q4_0 --head-format q4_0 --asym-calib 0
 bench w_q4_0_awq      $C --method awq --format q4_0 --head-format q4_0
 bench w_q4_g64_rtn    $C --method rtn --format q4_g64 --head-format q4_g64
 bench w_q4_g64s_rtn   $C --method rtn --format q4_g64 --head-format q4_g64 --symmetric true

@@ -17,6 +17,8 @@ void GptqOptions::validate() const {
              "gptq: damp must be in (0, 1], got ", damp);
   SLMC_CHECK(block_size >= 1, "gptq: block_size must be >= 1, got ", block_size);
   SLMC_CHECK(refit >= 0 && refit <= 16, "gptq: refit must be in [0, 16], got ", refit);
+  SLMC_CHECK(std::isfinite(asym_calib) && asym_calib >= 0 && asym_calib <= 1,
+             "gptq: asym_calib must be in [0, 1], got ", asym_calib);
   // With act_order a format block would mix grids chosen at different points of the sweep;
   // the stored formats need one grid per contiguous block, fixed up front.
   SLMC_CHECK(!act_order || static_groups,
@@ -301,6 +303,38 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
     }
   }
   return pack_result(w_orig, f, codes, grids, H);
+}
+
+Tensor gptq_asym_target(const Tensor& W, const Tensor& H, const Tensor& D, double alpha,
+                        double damp) {
+  torch::NoGradGuard no_grad;
+  SLMC_CHECK(W.defined() && W.dim() == 2, "gptq asym_calib: weights must be 2-D, got ",
+             W.defined() ? shape_str(W) : std::string("none"));
+  const int64_t cols = W.size(1);
+  for (const Tensor* t : {&H, &D})
+    SLMC_CHECK(t->defined() && t->dim() == 2 && t->size(0) == cols && t->size(1) == cols,
+               "gptq asym_calib: H and D must be (", cols, ", ", cols, ") for weights ",
+               shape_str(W), ", got ", t->defined() ? shape_str(*t) : std::string("none"));
+  SLMC_CHECK(std::isfinite(alpha) && alpha >= 0 && alpha <= 1,
+             "gptq asym_calib: alpha must be in [0, 1], got ", alpha);
+  SLMC_CHECK(std::isfinite(damp) && damp > 0 && damp <= 1,
+             "gptq asym_calib: damp must be in (0, 1], got ", damp);
+  const Tensor w = W.to(torch::kFloat64);
+  if (alpha == 0) return W.to(torch::kFloat32).clone();
+  Tensor h = H.to(torch::kFloat64, /*non_blocking=*/false, /*copy=*/true);
+  const Tensor d = D.to(torch::kFloat64);
+  SLMC_CHECK(torch::isfinite(w).all().item<bool>() && torch::isfinite(h).all().item<bool>() &&
+                 torch::isfinite(d).all().item<bool>(),
+             "gptq asym_calib: W, H or D (", shape_str(W), ") contains NaN or Inf");
+  Tensor hdiag = h.diagonal();
+  hdiag.masked_fill_(hdiag == 0, 1.0);
+  hdiag.add_(damp * hdiag.mean().item<double>());
+  const auto chol = torch::linalg_cholesky_ex(h);
+  SLMC_CHECK(std::get<1>(chol).item<int64_t>() == 0, "gptq asym_calib: the damped H (",
+             shape_str(H), ") is not positive definite");
+  // W D H^-1 = (H^-1 D^T W^T)^T (H is symmetric).
+  const Tensor z = torch::cholesky_solve(d.t().matmul(w.t()), std::get<0>(chol));
+  return (w + alpha * z.t()).to(torch::kFloat32);
 }
 
 }  // namespace slmc::quant

@@ -40,6 +40,18 @@ struct GptqOptions {
   // error only ever falls. Measured at q4_0 (KL vs RTN's): stories260K on 15k held-out tokens
   // 0.0605 -> 0.0561 with 2 rounds (3-4 rounds: 0.0559), wikitext5m 0.00102 -> 0.00100.
   int refit = 2;
+  // Asymmetric calibration (GPTAQ, Li et al. 2025): the quantized layer's target is the
+  // unquantized model's output for the unquantized model's input, not its own output for the
+  // quantized stream's input, so each layer also corrects the error the layers before it left.
+  // The least-squares target W' = W + asym_calib * W D H^-1 (see gptq_asym_target) is quantized
+  // with plain GPTQ; asym_calib shrinks the correction (0 = plain GPTQ, 1 = the full
+  // least-squares target). Costs a forward of the unquantized stream through every block, and
+  // its activations. Dense layers only: an expert's routed tokens differ between the two
+  // streams; and not a tied head (quantize_pass.cpp says why). Measured at q4_0 (KL, asym_calib 0
+  // -> 0.75): stories260K 0.0953 -> 0.0830 on the TinyStories sample and 0.0561 -> 0.0486 on 15k
+  // held-out tokens, wikitext5m 0.00100 -> 0.00099 (0.5: 0.0866, 0.0495, 0.00099; 1.0, tied head
+  // included: 0.100, 0.051).
+  double asym_calib = 0.75;
 
   template <class V>
   void visit(V& v) {
@@ -51,6 +63,9 @@ struct GptqOptions {
     v("true_sequential", true_sequential,
       "GPTQ: calibrate each linear group on the outputs of the already-quantized ones");
     v("refit", refit, "GPTQ: rounds of least-squares scale refitting after the sweep");
+    v("asym_calib", asym_calib,
+      "GPTQ: asymmetric calibration (GPTAQ): share of the correction toward the unquantized "
+      "model's outputs, 0 = plain GPTQ");
   }
   void validate() const;  // throws slmc::Error naming the bad key and value
 };
@@ -69,5 +84,16 @@ struct GptqOptions {
 // rounding error (2^-9 relative at most) is too small for propagation to matter. Codes are chosen with Grid::code, so `dequant` holds exactly the values the sweep used.
 QuantResult gptq_quantize(const torch::Tensor& W, const torch::Tensor& H, codec::Format f,
                           const GptqOptions& o = {});
+
+// The asymmetric-calibration target. With X the quantized stream's inputs (tokens x cols) and Xf
+// the unquantized model's inputs at the same positions, H = X^T X and D = (Xf - X)^T X:
+//   W' = W + alpha * W D (H + damp * mean(diag H) I)^-1.
+// At alpha 1 (and no dampening) W' is the least-squares solution of W' X^T = W Xf^T, so
+// |W Xf^T - Q X^T|^2 = |(W' - Q) X^T|^2 + const: GPTQ on (W', H) minimises the asymmetric
+// objective. Computed in float64; columns with diag(H) = 0 get a unit diagonal, as in
+// gptq_quantize. Throws slmc::Error on shape mismatches, non-finite input, alpha outside [0, 1],
+// or an H that is not positive definite after dampening.
+torch::Tensor gptq_asym_target(const torch::Tensor& W, const torch::Tensor& H,
+                               const torch::Tensor& D, double alpha, double damp);
 
 }  // namespace slmc::quant

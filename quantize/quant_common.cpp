@@ -12,12 +12,12 @@ torch::Tensor contiguous_f32(const torch::Tensor& t) {
   return t.to(torch::kFloat32).contiguous();
 }
 
+}  // namespace
+
 codec::Distortion distortion(const torch::Tensor& W, const torch::Tensor& Q) {
   const torch::Tensor w = contiguous_f32(W), q = contiguous_f32(Q);
   return codec::measure_distortion(w.data_ptr<float>(), q.data_ptr<float>(), w.numel());
 }
-
-}  // namespace
 
 double rel_output_error(const torch::Tensor& W, const torch::Tensor& Q, const torch::Tensor& H) {
   // float32 products (float64 BLAS is several times slower and this is a report figure), summed

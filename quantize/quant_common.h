@@ -39,6 +39,9 @@ QuantResult rtn_quantize(const torch::Tensor& W, codec::Format f,
 QuantResult pack_result(const torch::Tensor& W, codec::Format f, const torch::Tensor& codes,
                         const std::vector<codec::Grid>& grids, const torch::Tensor& H);
 
+// Q's distortion against the original W (the per-tensor report figures).
+codec::Distortion distortion(const torch::Tensor& W, const torch::Tensor& Q);
+
 // tr((W - Q) H (W - Q)^T) / tr(W H W^T); 0 if the denominator is 0.
 double rel_output_error(const torch::Tensor& W, const torch::Tensor& Q, const torch::Tensor& H);
 

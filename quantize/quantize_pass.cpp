@@ -82,6 +82,11 @@ struct Planned {
   bool fallback = false;
   std::string note;
   double kl_sens = -1;  // target_bpw: KL of the final logits with only this tensor quantized
+  // target_bpw with gptq: the other candidates of exactly the chosen format's bytes (q4_0 and
+  // q4_g64 both take 4.5 bits), with their sensitivities. The layer-wise pass quantizes the
+  // tensor in each and keeps the one with the least output error on the quantized stream: the
+  // allocator decides how many bytes a tensor gets, the real Hessian decides the grid.
+  std::vector<std::pair<Format, double>> same_size;
 };
 
 std::string bias_of(const std::string& weight) {
@@ -256,8 +261,13 @@ void QuantizePass::store(CompressedModel& m, const Planned& p, QuantResult r, Pa
 }
 
 // Sensitivity of every planned tensor to every candidate format: KL(original || model with only
-// that tensor rounded to nearest in that format) on the first sens_samples calibration rows. The
-// KLs are nearly additive for small perturbations, which the allocator relies on.
+// that tensor quantized to that format) on the first sens_samples calibration rows. The KLs are
+// nearly additive for small perturbations, which the allocator relies on. The tensor is
+// quantized the way the method will store it: rtn (and awq, whose scale search needs the
+// layer-by-layer pass) round to nearest; gptq runs GPTQ on the tensor's Hessian from the
+// unquantized model on every calibration row (plain GPTQ: asym_calib needs the quantized stream).
+// GPTQ lowers some tensors' errors far more than others' (and q4_g64's less than q4_0's), so
+// round-to-nearest sensitivities misjudge what a GPTQ mix will get.
 void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet& cal,
                                   std::vector<Planned>& plan, PassReport& rep) const {
   torch::NoGradGuard ng;
@@ -266,6 +276,25 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
   const torch::Tensor tokens = calibration_tokens(cal, n);
   const torch::Tensor ref = torch::log_softmax(tf.forward(tokens), -1);
   const torch::Tensor ref_p = ref.exp();
+  const bool gptq = o_.method == "gptq";
+  std::map<std::string, torch::Tensor> hessian;  // gptq: per planned tensor, sum of x x^T
+  if (gptq) {
+    for (const Planned& p : plan) hessian[p.name];
+    tf.set_linear_hook(
+        [&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
+          auto h = hessian.find(name);
+          if (h == hessian.end()) return;
+          const torch::Tensor x = input.reshape({-1, input.size(-1)});
+          if (!h->second.defined())
+            h->second = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
+          h->second.addmm_(x.t(), x);
+        });
+    const int64_t N = static_cast<int64_t>(cal.rows.size());
+    const torch::Tensor all = calibration_tokens(cal, N);
+    for (int64_t c = 0; c < N; c += o_.calib_batch)
+      (void)tf.forward(all.narrow(0, c, std::min(o_.calib_batch, N - c)));
+    tf.set_linear_hook(nullptr);
+  }
 
   // Tensors with one candidate at most (their columns divide no group, so only a float format or
   // nothing fits) have no choice: they are stored in it (or f16) outside the budget and reported,
@@ -297,8 +326,12 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
     tc.name = p.name;
     tc.n_weights = shape_numel(p.shape);
     total_weights += tc.n_weights;
+    const torch::Tensor& H = gptq ? hessian.at(p.name) : torch::Tensor();
     for (Format f : cands[i]) {
-      const QuantResult r = rtn_quantize(orig, f, {}, {}, rule_for(f));
+      // An untied embedding is looked up, and an expert no token reached has no H: both rtn.
+      const QuantResult r = H.defined() && codec::has_grid(f)
+                                ? gptq_quantize(orig, H, f, o_.gptq)
+                                : rtn_quantize(orig, f, {}, {}, rule_for(f));
       param.copy_(r.dequant);
       const torch::Tensor lp = torch::log_softmax(tf.forward(tokens), -1);
       const double kl = (ref_p * (ref - lp)).sum(-1).mean().item<double>();
@@ -326,6 +359,10 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
     p.fallback = false;
     p.note.clear();
     p.kl_sens = c.error;
+    if (gptq && codec::has_grid(c.format))
+      for (const FormatCost& o : choices[k].options)
+        if (o.format != c.format && o.bytes == c.bytes && codec::has_grid(o.format))
+          p.same_size.emplace_back(o.format, o.error);
   }
   if (forced_weights > 0)
     rep.notes.push_back(str_cat(forced_weights, " weights have no choice among mix_formats and are "
@@ -357,7 +394,9 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   // (searches and solves), and forwards through each layer once it is quantized.
   double t_collect = 0, t_method = 0, t_propagate = 0;
 
-  auto quantize_one = [&](const std::string& name, const torch::Tensor& H,
+  // D (GPTQ asym_calib, dense groups): (Xf - X)^T X, the unquantized stream's inputs against the
+  // quantized stream's.
+  auto quantize_one = [&](const std::string& name, const torch::Tensor& H, const torch::Tensor& D,
                           const torch::Tensor& X, bool allow_clip, bool rtn_fallback) {
     const ScopedSeconds timer{t_method};
     Planned& p = *plan.at(name);
@@ -370,10 +409,52 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       if (o_.awq.clip && allow_clip && X.defined()) clip = awq_search_clip(W, X, p.format, o_.awq);
       r = rtn_quantize(W, p.format, H, clip);
     } else {
-      r = gptq_quantize(W, H, p.format, o_.gptq);
+      // asym_calib: GPTQ on the least-squares target, whose output error on the quantized stream
+      // is the asymmetric objective up to a constant.
+      const torch::Tensor target =
+          D.defined() ? gptq_asym_target(W, H, D, o_.gptq.asym_calib, o_.gptq.damp) : W;
+      r = gptq_quantize(target, H, p.format, o_.gptq);
+      if (!p.same_size.empty()) {
+        double best = rel_output_error(target, r.dequant, H);
+        std::string tried = str_cat(fname(p.format), " ", best);
+        for (const auto& [f, kl] : p.same_size) {
+          QuantResult alt = gptq_quantize(target, H, f, o_.gptq);
+          const double e = rel_output_error(target, alt.dequant, H);
+          tried += str_cat(", ", fname(f), " ", e);
+          if (e < best) {
+            best = e;
+            r = std::move(alt);
+            p.format = f;
+            p.kl_sens = kl;
+          }
+        }
+        p.note += str_cat(p.note.empty() ? "" : "; ", "same-size formats by output error: ", tried);
+      }
+      // Reported against the original weights, like every other method.
+      if (D.defined()) {
+        r.dist = distortion(W, r.dequant);
+        r.rel_output_error = rel_output_error(W, r.dequant, H);
+      }
     }
     W.copy_(r.dequant);
     store(m, p, std::move(r), rep);
+  };
+
+  // GPTQ asym_calib: the unquantized model's stream beside the quantized one (from the
+  // unquantized embedding), and the current layer's original weights, swapped in (tensor
+  // handles, no copies) whenever that stream runs.
+  const bool asym = !awq && o_.method == "gptq" && o_.gptq.asym_calib > 0;
+  torch::Tensor Xf;
+  if (asym) {
+    Xf = torch::empty({N, T, spec.d_model}, torch::kFloat32);
+    for (int64_t c = 0; c < N; c += B) {
+      const int64_t b = std::min(B, N - c);
+      Xf.narrow(0, c, b).copy_(tf.embed(tokens.narrow(0, c, b)));
+    }
+  }
+  std::map<std::string, torch::Tensor> fp_layer;
+  auto swap_fp = [&] {
+    for (auto& kv : fp_layer) std::swap(params.at(kv.first), kv.second);
   };
 
   // Untied embeddings are looked up, not multiplied: round to nearest before calibration so the
@@ -396,21 +477,32 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   // Collects, per input group, H = sum x x^T and (AWQ) an even subsample of the inputs.
   struct Stats {
     torch::Tensor H;
+    torch::Tensor D;  // asym_calib: (Xf - X)^T X
     std::vector<torch::Tensor> samples;
     int64_t rows = 0;  // calibration tokens seen (an expert sees only those routed to it)
   };
   const int64_t total_rows = N * T;
   const int64_t stride = awq ? std::max<int64_t>(1, total_rows / o_.awq.max_tokens) : 1;
+  // `dense`: the groups whose inputs pair token by token between the two streams (asym_calib).
+  // `advance`: the unquantized stream's pass is its last through this layer, so its outputs
+  // replace Xf (one forward fewer than propagating Xf afterwards); returns whether that happened.
   auto collect = [&](std::map<std::string, Stats>& stats,
-                     const std::map<std::string, std::string>& group_of, int64_t layer,
-                     const std::function<void(const torch::Tensor&)>& run_chunks) {
+                     const std::map<std::string, std::string>& group_of,
+                     const std::set<std::string>& dense, int64_t layer, bool advance,
+                     const std::function<torch::Tensor(const torch::Tensor&)>& run_chunks) {
     const ScopedSeconds timer{t_collect};
     std::set<std::string> seen;  // groups done for the current chunk (q, k, v share an input)
+    std::map<std::string, torch::Tensor> fp_in;  // asym_calib: the chunk's unquantized inputs
+    bool fp_pass = false;
     tf.set_linear_hook([&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
       auto g = group_of.find(name);
       if (g == group_of.end() || seen.count(g->second)) return;
       seen.insert(g->second);
       const torch::Tensor x = input.reshape({-1, input.size(-1)});
+      if (fp_pass) {
+        if (dense.count(g->second)) fp_in[g->second] = x.clone();
+        return;
+      }
       if (!torch::isfinite(x).all().item<bool>())
         fail(cal.origin, ": non-finite activation at the input of ", name,
              layer >= 0 ? str_cat(" (layer ", layer, ")") : std::string(),
@@ -419,17 +511,41 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       if (!s.H.defined()) s.H = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
       s.H.addmm_(x.t(), x);
       s.rows += x.size(0);
+      auto f = fp_in.find(g->second);
+      if (f != fp_in.end()) {
+        if (!s.D.defined()) s.D = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
+        s.D.addmm_((f->second - x).t(), x);
+      }
       if (awq) s.samples.push_back(x.index({torch::indexing::Slice(0, torch::indexing::None, stride)}).clone());
     });
     for (int64_t c = 0; c < N; c += B) {
+      const int64_t b = std::min(B, N - c);
+      fp_in.clear();
+      if (asym && !dense.empty()) {
+        seen.clear();
+        fp_pass = true;
+        swap_fp();
+        const torch::Tensor out = run_chunks(Xf.narrow(0, c, b));
+        if (advance) Xf.narrow(0, c, b).copy_(out);
+        swap_fp();
+        fp_pass = false;
+      }
       seen.clear();
-      run_chunks(X.narrow(0, c, std::min(B, N - c)));
+      (void)run_chunks(X.narrow(0, c, b));
     }
     tf.set_linear_hook(nullptr);
+    return advance && asym && !dense.empty();
   };
 
   Progress progress(str_cat("quantize ", o_.method), spec.n_layer() + 1, "layer");
   for (int64_t i = 0; i < spec.n_layer(); ++i) {
+    fp_layer.clear();
+    if (asym) {
+      const std::string prefix = str_cat("blk.", i, ".");
+      for (const auto& kv : plan)
+        if (kv.first.compare(0, prefix.size(), prefix) == 0)
+          fp_layer[kv.first] = params.at(kv.first).clone();
+    }
     // Stages: GPTQ with true_sequential calibrates attn_in, attn_out, ffn_in, ffn_out in turn,
     // each through the already-quantized groups before it (the experts of one stage are
     // independent of each other); AWQ and plain GPTQ take every group from one pass.
@@ -448,14 +564,20 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       }
     }
     bool coverage_reported = false;
+    bool xf_advanced = false;  // asym_calib: collect already moved Xf past this layer
     for (const std::vector<LinearGroup>& groups : stages) {
       std::map<std::string, std::string> group_of;
+      std::set<std::string> dense;
       for (const LinearGroup& g : groups)
         for (const std::string& mem : g.members)
-          if (plan.count(mem)) group_of[mem] = g.name;
+          if (plan.count(mem)) {
+            group_of[mem] = g.name;
+            if (asym && g.expert < 0) dense.insert(g.name);
+          }
       if (group_of.empty()) continue;
       std::map<std::string, Stats> stats;
-      collect(stats, group_of, i, [&](const torch::Tensor& x) { (void)tf.layer(i, x); });
+      xf_advanced |= collect(stats, group_of, dense, i, stages.size() == 1,
+                             [&](const torch::Tensor& x) { return tf.layer(i, x); });
       // MoE coverage: the calibration tokens routed to each expert (an expert's groups all see
       // the same tokens); experts below moe_min_tokens, or with none, are quantized with rtn.
       const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
@@ -496,7 +618,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
           starved.insert(g.name);
       // AWQ searches and folds every group's scales first (the attn_out fold rescales attn_v's
       // rows, the ffn_out fold ffn_up's), then every linear is quantized once, as AutoAWQ does.
-      std::map<std::string, torch::Tensor> group_H, group_X;
+      std::map<std::string, torch::Tensor> group_H, group_D, group_X;
       for (const LinearGroup& g : groups) {
         auto st = stats.find(g.name);
         if (st == stats.end() || starved.count(g.name)) continue;
@@ -536,6 +658,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
           }
         }
         group_H[g.name] = H;
+        group_D[g.name] = st->second.D;
         group_X[g.name] = Xs;
       }
       for (const LinearGroup& g : groups) {
@@ -553,7 +676,8 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
           // A starved expert's H (if any) still weighs the reported output error.
           const torch::Tensor H = fallback ? (stats.count(g.name) ? stats.at(g.name).H : torch::Tensor())
                                            : group_H[g.name];
-          quantize_one(n, H, fallback ? torch::Tensor() : group_X[g.name], clip_ok, fallback);
+          quantize_one(n, H, fallback ? torch::Tensor() : group_D[g.name],
+                       fallback ? torch::Tensor() : group_X[g.name], clip_ok, fallback);
         }
       }
     }
@@ -563,13 +687,28 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
       const int64_t b = std::min(B, N - c);
       X.narrow(0, c, b).copy_(tf.layer(i, X.narrow(0, c, b)));
     }
+    if (asym && !xf_advanced) {
+      swap_fp();
+      for (int64_t c = 0; c < N; c += B) {
+        const int64_t b = std::min(B, N - c);
+        Xf.narrow(0, c, b).copy_(tf.layer(i, Xf.narrow(0, c, b)));
+      }
+      swap_fp();
+    }
+    fp_layer.clear();
     progress.update(i + 1, str_cat("layer ", i));
   }
 
   const std::string head = spec.tied_embeddings ? names::kTokenEmbd : names::kOutput;
   if (plan.count(head) && !m.packed.count(head)) {
     std::map<std::string, Stats> stats;
-    collect(stats, {{head, "head"}}, -1, [&](const torch::Tensor& x) { (void)tf.head(x); });
+    // asym_calib leaves a tied head alone: its target would fit the logits, but the same table
+    // is the embedding every layer was calibrated on (wikitext5m q4_0 at asym_calib 0.5: KL
+    // 0.00115 with the tied head included, 0.00099 without).
+    const std::set<std::string> dense =
+        asym && !spec.tied_embeddings ? std::set<std::string>{"head"} : std::set<std::string>{};
+    (void)collect(stats, {{head, "head"}}, dense, -1, false,
+                  [&](const torch::Tensor& x) { return tf.head(x); });
     torch::Tensor H = stats.at("head").H;
     torch::Tensor Xs;
     if (awq) {
@@ -584,7 +723,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
         H = H / sr.scales.unsqueeze(1) / sr.scales.unsqueeze(0);
       }
     }
-    quantize_one(head, H, Xs, true, false);
+    quantize_one(head, H, stats.at("head").D, Xs, true, false);
   }
   progress.update(spec.n_layer() + 1);
   progress.finish(str_cat(rep.tensors.size(), " tensors, ", N, " x ", T, " calibration tokens"));

@@ -340,7 +340,7 @@ TEST(GptqTest, OptionsVisitNamesEveryKey) {
   };
   o.visit(v);
   EXPECT_EQ(keys, (std::vector<std::string>{"damp", "act_order", "static_groups", "block_size",
-                                            "mse_grid", "true_sequential", "refit"}));
+                                            "mse_grid", "true_sequential", "refit", "asym_calib"}));
 }
 
 // The weighted grid search never loses to the plain grid on the error it minimises, and on
@@ -415,9 +415,68 @@ TEST(GptqTest, ValidateRejectsBadOptions) {
     rf.refit = r;
     expect_error([&] { rf.validate(); }, {"refit", str_cat(r)});
   }
+  for (const double a : {-0.5, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
+    GptqOptions ac;
+    ac.asym_calib = a;
+    expect_error([&] { ac.validate(); }, {"asym_calib", str_cat(a)});
+  }
   // gptq_quantize validates too.
   expect_error([&] { gptq_quantize(torch::zeros({1, 32}), torch::eye(32), Format::kQ4_0, o); },
                {"act_order", "static_groups"});
+}
+
+// The asymmetric target at alpha 1 is the least-squares solution of W' X^T = W Xf^T (checked
+// against torch's lstsq, an independent solver): then |W Xf^T - Q X^T|^2 = |(W' - Q) X^T|^2 +
+// |W Xf^T - W' X^T|^2 for any Q, so GPTQ on (W', H) minimises the asymmetric objective. Alpha
+// interpolates linearly, and alpha 0 returns W. GPTQ on the target beats GPTQ on W in the
+// asymmetric objective when the streams differ by quantization-like noise.
+TEST(GptqAsymTest, TargetIsTheLeastSquaresSolution) {
+  const int64_t rows = 24, cols = 64, n = 1024;
+  const torch::Tensor Xf = correlated_inputs(n, cols, 31);
+  torch::manual_seed(32);
+  const torch::Tensor X = Xf + 0.05 * Xf.abs().mean() * torch::randn({n, cols});
+  const torch::Tensor W = 0.02 * torch::randn({rows, cols});
+  const torch::Tensor H = X.t().matmul(X), D = (Xf - X).t().matmul(X);
+  const double damp = 1e-9;  // as close to none as validate() allows
+  const torch::Tensor T1 = gptq_asym_target(W, H, D, 1.0, damp);
+  // lstsq: X W'^T = Xf W^T.
+  const torch::Tensor ls =
+      std::get<0>(torch::linalg_lstsq(X.to(torch::kFloat64),
+                                      Xf.to(torch::kFloat64).matmul(W.t().to(torch::kFloat64)),
+                                      c10::nullopt, c10::nullopt))
+          .t();
+  EXPECT_LT((T1.to(torch::kFloat64) - ls).abs().max().item<double>(),
+            1e-5 * ls.abs().max().item<double>());
+  EXPECT_TRUE(torch::equal(gptq_asym_target(W, H, D, 0.0, damp), W));
+  const torch::Tensor Th = gptq_asym_target(W, H, D, 0.5, damp);
+  EXPECT_LT((Th - (W + 0.5 * (T1 - W))).abs().max().item<double>(), 1e-6);
+  // The decomposition, and the gain of quantizing the target instead of W.
+  auto asym_err = [&](const torch::Tensor& Q) {
+    return (Xf.matmul(W.t()) - X.matmul(Q.t())).pow(2).sum().item<double>();
+  };
+  GptqOptions o;
+  o.refit = 0;
+  const QuantResult plain = gptq_quantize(W, H, Format::kQ4_0, o);
+  const QuantResult asym = gptq_quantize(T1, H, Format::kQ4_0, o);
+  const double base = asym_err(T1);
+  const double via_target = (X.matmul((T1 - asym.dequant).t())).pow(2).sum().item<double>();
+  EXPECT_NEAR(asym_err(asym.dequant), base + via_target, 1e-3 * asym_err(asym.dequant));
+  std::printf("[ asym     ] q4_0 asymmetric error: GPTQ on W %.4g, on the target %.4g\n",
+              asym_err(plain.dequant), asym_err(asym.dequant));
+  EXPECT_LT(asym_err(asym.dequant), asym_err(plain.dequant));
+}
+
+TEST(GptqAsymTest, RejectsBadInputs) {
+  const torch::Tensor W = torch::randn({4, 32}), H = torch::eye(32), D = torch::zeros({32, 32});
+  expect_error([&] { gptq_asym_target(W, torch::eye(16), D, 0.5, 0.01); },
+               {"(32, 32)", "(16, 16)"});
+  expect_error([&] { gptq_asym_target(W, H, torch::zeros({32, 8}), 0.5, 0.01); }, {"(32, 8)"});
+  expect_error([&] { gptq_asym_target(W, H, D, 1.5, 0.01); }, {"alpha", "1.5"});
+  expect_error([&] { gptq_asym_target(W, H, D, 0.5, 0.0); }, {"damp", "0"});
+  torch::Tensor bad = D.clone();
+  bad[0][1] = std::numeric_limits<float>::quiet_NaN();
+  expect_error([&] { gptq_asym_target(W, H, bad, 0.5, 0.01); }, {"NaN"});
+  expect_error([&] { gptq_asym_target(W, -torch::eye(32), D, 0.5, 0.01); }, {"positive definite"});
 }
 
 TEST(GptqTest, RejectsBadInputs) {

@@ -1,15 +1,17 @@
 // The quantize pass on small in-memory models: planning (formats, fallbacks, head, selectors),
 // what it stores, calibration errors, and the size budget of target_bpw.
+#include "quantize/quantize_pass.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
+#include <sstream>
 #include <string>
 
 #include "compress/core/error.h"
 #include "compress/core/tensor_names.h"
 #include "compress/recipe/yaml_options.h"
-#include "quantize/quantize_pass.h"
 #include "tests/test_util.h"
 
 namespace slmc {
@@ -168,25 +170,62 @@ TEST_P(CalibratedMethods, RunAndStoreEveryTarget) {
 
 INSTANTIATE_TEST_SUITE_P(All, CalibratedMethods, ::testing::Values("gptq", "awq"));
 
-TEST(QuantizePass, TargetBpwLandsWithinOnePercentOfTheBudget) {
-  CompressedModel m = tiny_model(128, 256, 128, 3, true);
-  const CalibrationSet c = random_calibration(128, 4, 32);
+// Runs a target_bpw pass on a tiny tied model with `rows` random calibration rows of 32 tokens.
+PassReport run_mix(const std::string& yaml, int64_t layers, int64_t rows) {
+  CompressedModel m = tiny_model(128, 256, 128, layers, true);
+  const CalibrationSet c = random_calibration(128, rows, 32);
   PassContext ctx;
   ctx.calibration = &c;
-  auto p = pass_from_yaml("{method: rtn, target_bpw: 5.0, sens_samples: 2}");
-  const PassReport r = p->run(m, ctx);
+  return pass_from_yaml(yaml)->run(m, ctx);
+}
+
+// 8 x stored bytes / weights over the report's tensors.
+double stored_bpw(const PassReport& r) {
   int64_t n = 0;
   uint64_t bytes = 0;
   for (const TensorReport& t : r.tensors) {
     n += t.n_weights;
     bytes += t.bytes_after;
-    EXPECT_TRUE(t.extra.count("kl_sens")) << t.name;
   }
-  const double bpw = 8.0 * static_cast<double>(bytes) / static_cast<double>(n);
+  return 8.0 * static_cast<double>(bytes) / static_cast<double>(n);
+}
+
+TEST(QuantizePass, TargetBpwLandsWithinOnePercentOfTheBudget) {
+  const PassReport r = run_mix("{method: rtn, target_bpw: 5.0, sens_samples: 2}", 3, 4);
+  for (const TensorReport& t : r.tensors) EXPECT_TRUE(t.extra.count("kl_sens")) << t.name;
+  const double bpw = stored_bpw(r);
   EXPECT_LE(bpw, 5.0);
   EXPECT_GE(bpw, 5.0 * 0.99);
   ASSERT_FALSE(r.notes.empty());
   EXPECT_NE(r.notes[0].find("target_bpw 5.000"), std::string::npos) << r.notes[0];
+}
+
+// gptq with target_bpw: the allocator fixes each tensor's bytes; among the candidates of exactly
+// those bytes (q4_0 and q4_g64 at 4.5 bits) the layer-wise pass keeps the one whose GPTQ result
+// has the least output error, and says so in the tensor's note. The budget still holds.
+TEST(QuantizePass, GptqMixPicksSameSizeFormatsByOutputError) {
+  const PassReport r = run_mix("{method: gptq, target_bpw: 4.5, sens_samples: 2}", 2, 8);
+  const std::string key = "same-size formats by output error: ";
+  int64_t chosen_by_error = 0;
+  for (const TensorReport& t : r.tensors) {
+    const size_t at = t.note.find(key);
+    if (at == std::string::npos) continue;
+    ++chosen_by_error;
+    std::istringstream in(t.note.substr(at + key.size()));
+    std::string fmt, best;
+    double e = 0, lowest = INFINITY;
+    while (in >> fmt >> e) {
+      if (e < lowest) {
+        lowest = e;
+        best = fmt;
+      }
+      if (in.peek() == ',') in.get();
+      if (in.peek() == ';') break;
+    }
+    EXPECT_EQ(t.format, best) << t.name << ": " << t.note;
+  }
+  EXPECT_GT(chosen_by_error, 0);
+  EXPECT_LE(stored_bpw(r), 4.5);
 }
 
 TEST(QuantizePass, FallbackChain) {
