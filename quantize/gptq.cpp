@@ -326,14 +326,26 @@ Tensor gptq_asym_target(const Tensor& W, const Tensor& H, const Tensor& D, doubl
   SLMC_CHECK(torch::isfinite(w).all().item<bool>() && torch::isfinite(h).all().item<bool>() &&
                  torch::isfinite(d).all().item<bool>(),
              "gptq asym_calib: W, H or D (", shape_str(W), ") contains NaN or Inf");
-  Tensor hdiag = h.diagonal();
-  hdiag.masked_fill_(hdiag == 0, 1.0);
-  hdiag.add_(damp * hdiag.mean().item<double>());
-  const auto chol = torch::linalg_cholesky_ex(h);
-  SLMC_CHECK(std::get<1>(chol).item<int64_t>() == 0, "gptq asym_calib: the damped H (",
-             shape_str(H), ") is not positive definite");
+  h.diagonal().masked_fill_(h.diagonal() == 0, 1.0);
+  // The same dampening escalation as gptq_quantize (x1, x10, x100), so a tensor GPTQ can take
+  // never fails here first.
+  const double mean_diag = h.diagonal().mean().item<double>();
+  Tensor factor;
+  std::string tried;
+  double dv = damp * mean_diag;
+  for (int attempt = 0; attempt < 3 && !factor.defined(); ++attempt, dv *= 10) {
+    Tensor hd = h.clone();
+    hd.diagonal().add_(dv);
+    auto chol = torch::linalg_cholesky_ex(hd);
+    if (std::get<1>(chol).item<int64_t>() == 0)
+      factor = std::get<0>(chol);
+    else
+      tried += str_cat(attempt ? ", " : "", dv);
+  }
+  SLMC_CHECK(factor.defined(), "gptq asym_calib: H + damp I (", shape_str(H),
+             ") is not positive definite for damp = ", tried, " (mean diag(H) = ", mean_diag, ")");
   // W D H^-1 = (H^-1 D^T W^T)^T (H is symmetric).
-  const Tensor z = torch::cholesky_solve(d.t().matmul(w.t()), std::get<0>(chol));
+  const Tensor z = torch::cholesky_solve(d.t().matmul(w.t()), factor);
   return (w + alpha * z.t()).to(torch::kFloat32);
 }
 

@@ -276,26 +276,6 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
   const torch::Tensor tokens = calibration_tokens(cal, n);
   const torch::Tensor ref = torch::log_softmax(tf.forward(tokens), -1);
   const torch::Tensor ref_p = ref.exp();
-  const bool gptq = o_.method == "gptq";
-  std::map<std::string, torch::Tensor> hessian;  // gptq: per planned tensor, sum of x x^T
-  if (gptq) {
-    for (const Planned& p : plan) hessian[p.name];
-    tf.set_linear_hook(
-        [&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
-          auto h = hessian.find(name);
-          if (h == hessian.end()) return;
-          const torch::Tensor x = input.reshape({-1, input.size(-1)});
-          if (!h->second.defined())
-            h->second = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
-          h->second.addmm_(x.t(), x);
-        });
-    const int64_t N = static_cast<int64_t>(cal.rows.size());
-    const torch::Tensor all = calibration_tokens(cal, N);
-    for (int64_t c = 0; c < N; c += o_.calib_batch)
-      (void)tf.forward(all.narrow(0, c, std::min(o_.calib_batch, N - c)));
-    tf.set_linear_hook(nullptr);
-  }
-
   // Tensors with one candidate at most (their columns divide no group, so only a float format or
   // nothing fits) have no choice: they are stored in it (or f16) outside the budget and reported,
   // so one odd tensor cannot make a budget infeasible.
@@ -307,6 +287,55 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
     for (Format f : mix_)
       if (codec::row_fits(f, plan[i].shape[1])) cands[i].push_back(f);
     if (cands[i].size() > 1) steps += static_cast<int64_t>(cands[i].size());
+  }
+
+  // gptq: one H = sum x x^T per input group (q/k/v share one, gate/up another, an expert's its
+  // own), for the tensors that have a choice, over every calibration row of the unquantized
+  // model. Memory: up to n_layer x (3 d^2 + ffn^2) floats for a dense model.
+  const bool gptq = o_.method == "gptq";
+  struct GroupH {
+    torch::Tensor H;
+    int64_t rows = 0;
+  };
+  std::map<std::string, GroupH> group_h;       // by "blk.i/<group>" or "head"
+  std::map<std::string, std::string> hook_of;  // linear whose input feeds a group -> its key
+  std::map<std::string, std::string> key_of;   // planned tensor -> its group's key
+  std::set<std::string> expert_keys;
+  if (gptq) {
+    std::map<std::string, std::string> group_key;  // any member -> key
+    for (int64_t l = 0; l < m.model.spec.n_layer(); ++l)
+      for (const LinearGroup& g : linear_groups(m.model.spec, l)) {
+        const std::string key = str_cat("blk.", l, "/", g.name);
+        if (g.expert >= 0) expert_keys.insert(key);
+        for (const std::string& mem : g.members) group_key[mem] = key;
+      }
+    const std::string head = m.model.spec.tied_embeddings ? names::kTokenEmbd : names::kOutput;
+    group_key[head] = "head";
+    for (size_t i = 0; i < plan.size(); ++i) {
+      auto k = group_key.find(plan[i].name);
+      if (cands[i].size() <= 1 || k == group_key.end()) continue;  // untied embedding: looked up
+      key_of[plan[i].name] = k->second;
+      hook_of.emplace(plan[i].name, k->second);
+    }
+    // One member per group feeds its H (the members share the input).
+    std::set<std::string> fed;
+    for (auto it = hook_of.begin(); it != hook_of.end();)
+      it = fed.insert(it->second).second ? std::next(it) : hook_of.erase(it);
+    tf.set_linear_hook(
+        [&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
+          auto k = hook_of.find(name);
+          if (k == hook_of.end()) return;
+          const torch::Tensor x = input.reshape({-1, input.size(-1)});
+          GroupH& g = group_h[k->second];
+          if (!g.H.defined()) g.H = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
+          g.H.addmm_(x.t(), x);
+          g.rows += x.size(0);
+        });
+    const int64_t N = static_cast<int64_t>(cal.rows.size());
+    const torch::Tensor all = calibration_tokens(cal, N);
+    for (int64_t c = 0; c < N; c += o_.calib_batch)
+      (void)tf.forward(all.narrow(0, c, std::min(o_.calib_batch, N - c)));
+    tf.set_linear_hook(nullptr);
   }
   Progress progress("sensitivity", steps, "trial");
   int64_t done = 0;
@@ -326,9 +355,16 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
     tc.name = p.name;
     tc.n_weights = shape_numel(p.shape);
     total_weights += tc.n_weights;
-    const torch::Tensor& H = gptq ? hessian.at(p.name) : torch::Tensor();
+    // The layer-wise pass stores with rtn an untied embedding (looked up) and an expert routed
+    // fewer than moe_min_tokens calibration tokens: measure those with rtn too.
+    torch::Tensor H;
+    if (key_of.count(p.name)) {
+      const std::string& key = key_of.at(p.name);
+      auto g = group_h.find(key);
+      const int64_t min_rows = expert_keys.count(key) ? std::max<int64_t>(1, o_.moe_min_tokens) : 1;
+      if (g != group_h.end() && g->second.rows >= min_rows) H = g->second.H;
+    }
     for (Format f : cands[i]) {
-      // An untied embedding is looked up, and an expert no token reached has no H: both rtn.
       const QuantResult r = H.defined() && codec::has_grid(f)
                                 ? gptq_quantize(orig, H, f, o_.gptq)
                                 : rtn_quantize(orig, f, {}, {}, rule_for(f));
@@ -402,39 +438,46 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
     Planned& p = *plan.at(name);
     torch::Tensor& W = params.at(name);
     QuantResult r;
-    if (!codec::has_grid(p.format) || rtn_fallback) {
-      r = rtn_quantize(W, p.format, H);
-    } else if (awq) {
-      torch::Tensor clip;
-      if (o_.awq.clip && allow_clip && X.defined()) clip = awq_search_clip(W, X, p.format, o_.awq);
-      r = rtn_quantize(W, p.format, H, clip);
-    } else {
-      // asym_calib: GPTQ on the least-squares target, whose output error on the quantized stream
-      // is the asymmetric objective up to a constant.
-      const torch::Tensor target =
-          D.defined() ? gptq_asym_target(W, H, D, o_.gptq.asym_calib, o_.gptq.damp) : W;
-      r = gptq_quantize(target, H, p.format, o_.gptq);
-      if (!p.same_size.empty()) {
-        double best = rel_output_error(target, r.dequant, H);
-        std::string tried = str_cat(fname(p.format), " ", best);
-        for (const auto& [f, kl] : p.same_size) {
-          QuantResult alt = gptq_quantize(target, H, f, o_.gptq);
-          const double e = rel_output_error(target, alt.dequant, H);
-          tried += str_cat(", ", fname(f), " ", e);
-          if (e < best) {
-            best = e;
-            r = std::move(alt);
-            p.format = f;
-            p.kl_sens = kl;
+    // A method's error names the tensor.
+    try {
+      if (!codec::has_grid(p.format) || rtn_fallback) {
+        r = rtn_quantize(W, p.format, H);
+      } else if (awq) {
+        torch::Tensor clip;
+        if (o_.awq.clip && allow_clip && X.defined())
+          clip = awq_search_clip(W, X, p.format, o_.awq);
+        r = rtn_quantize(W, p.format, H, clip);
+      } else {
+        // asym_calib: GPTQ on the least-squares target, whose output error on the quantized stream
+        // is the asymmetric objective up to a constant.
+        const torch::Tensor target =
+            D.defined() ? gptq_asym_target(W, H, D, o_.gptq.asym_calib, o_.gptq.damp) : W;
+        r = gptq_quantize(target, H, p.format, o_.gptq);
+        if (!p.same_size.empty()) {
+          double best = r.rel_output_error;  // against the target, on this H
+          std::string tried = str_cat(fname(p.format), " ", best);
+          for (const auto& [f, kl] : p.same_size) {
+            QuantResult alt = gptq_quantize(target, H, f, o_.gptq);
+            const double e = alt.rel_output_error;
+            tried += str_cat(", ", fname(f), " ", e);
+            if (e < best) {
+              best = e;
+              r = std::move(alt);
+              p.format = f;
+              p.kl_sens = kl;
+            }
           }
+          p.note +=
+              str_cat(p.note.empty() ? "" : "; ", "same-size formats by output error: ", tried);
         }
-        p.note += str_cat(p.note.empty() ? "" : "; ", "same-size formats by output error: ", tried);
+        // Reported against the original weights, like every other method.
+        if (D.defined()) {
+          r.dist = distortion(W, r.dequant);
+          r.rel_output_error = rel_output_error(W, r.dequant, H);
+        }
       }
-      // Reported against the original weights, like every other method.
-      if (D.defined()) {
-        r.dist = distortion(W, r.dequant);
-        r.rel_output_error = rel_output_error(W, r.dequant, H);
-      }
+    } catch (const Error& e) {
+      fail(name, ": ", e.what());
     }
     W.copy_(r.dequant);
     store(m, p, std::move(r), rep);
