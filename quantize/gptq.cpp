@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "compress/core/error.h"
@@ -62,6 +64,25 @@ Tensor inverse_cholesky_upper(const Tensor& h) {
   }
   if (!torch::isfinite(U).all().item<bool>()) return Tensor();
   return U;
+}
+
+// factor(H + damp I) with damp = damp_rel * mean diag(H), raising damp tenfold twice while
+// `factor` fails (returns an undefined tensor). `what` starts the error, which names every damp
+// tried.
+Tensor factor_damped(const Tensor& h, double damp_rel, const char* what,
+                     const std::function<Tensor(const Tensor&)>& factor) {
+  const double mean_diag = h.diagonal().mean().item<double>();
+  double damp = damp_rel * mean_diag;
+  std::string tried;
+  for (int attempt = 0; attempt < 3; ++attempt, damp *= 10) {
+    Tensor hd = h.clone();
+    hd.diagonal().add_(damp);
+    Tensor f = factor(hd);
+    if (f.defined()) return f;
+    tried += str_cat(attempt ? ", " : "", damp);
+  }
+  fail(what, ": H + damp I is not positive definite for damp = ", tried,
+       " (mean diag(H) = ", mean_diag, ", damp option = ", damp_rel, ")");
 }
 
 // The grids' scales and zero points, one per block: d, z (rows, nblk) float64.
@@ -220,20 +241,7 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
   for (int64_t i = 0; i < cols; ++i)
     sweep_col[static_cast<size_t>(i)] = o.act_order ? perm.data_ptr<int64_t>()[i] : i;
 
-  const double mean_diag = h.diagonal().mean().item<double>();
-  Tensor hinv_t;
-  double damp = o.damp * mean_diag;
-  std::string tried;
-  for (int attempt = 0; attempt < 3; ++attempt, damp *= 10) {
-    Tensor hd = h.clone();
-    hd.diagonal().add_(damp);
-    hinv_t = inverse_cholesky_upper(hd);
-    if (hinv_t.defined()) break;
-    tried += str_cat(attempt ? ", " : "", damp);
-  }
-  SLMC_CHECK(hinv_t.defined(), "gptq: H + damp I is not positive definite for damp = ", tried,
-             " (mean diag(H) = ", mean_diag, ", damp option = ", o.damp, ")");
-  hinv_t = hinv_t.contiguous();
+  const Tensor hinv_t = factor_damped(h, o.damp, "gptq", inverse_cholesky_upper).contiguous();
   const float* hinv = hinv_t.data_ptr<float>();
 
   // One GPTQ sweep over a fresh copy of the (permuted) weights. With `choose` (static_groups
@@ -319,31 +327,19 @@ Tensor gptq_asym_target(const Tensor& W, const Tensor& H, const Tensor& D, doubl
              "gptq asym_calib: alpha must be in [0, 1], got ", alpha);
   SLMC_CHECK(std::isfinite(damp) && damp > 0 && damp <= 1,
              "gptq asym_calib: damp must be in (0, 1], got ", damp);
-  const Tensor w = W.to(torch::kFloat64);
   if (alpha == 0) return W.to(torch::kFloat32).clone();
+  const Tensor w = W.to(torch::kFloat64);
   Tensor h = H.to(torch::kFloat64, /*non_blocking=*/false, /*copy=*/true);
   const Tensor d = D.to(torch::kFloat64);
   SLMC_CHECK(torch::isfinite(w).all().item<bool>() && torch::isfinite(h).all().item<bool>() &&
                  torch::isfinite(d).all().item<bool>(),
              "gptq asym_calib: W, H or D (", shape_str(W), ") contains NaN or Inf");
   h.diagonal().masked_fill_(h.diagonal() == 0, 1.0);
-  // The same dampening escalation as gptq_quantize (x1, x10, x100), so a tensor GPTQ can take
-  // never fails here first.
-  const double mean_diag = h.diagonal().mean().item<double>();
-  Tensor factor;
-  std::string tried;
-  double dv = damp * mean_diag;
-  for (int attempt = 0; attempt < 3 && !factor.defined(); ++attempt, dv *= 10) {
-    Tensor hd = h.clone();
-    hd.diagonal().add_(dv);
-    auto chol = torch::linalg_cholesky_ex(hd);
-    if (std::get<1>(chol).item<int64_t>() == 0)
-      factor = std::get<0>(chol);
-    else
-      tried += str_cat(attempt ? ", " : "", dv);
-  }
-  SLMC_CHECK(factor.defined(), "gptq asym_calib: H + damp I (", shape_str(H),
-             ") is not positive definite for damp = ", tried, " (mean diag(H) = ", mean_diag, ")");
+  // The dampening escalation of gptq_quantize, so a tensor GPTQ can take never fails here first.
+  const Tensor factor = factor_damped(h, damp, "gptq asym_calib", [](const Tensor& hd) {
+    auto [L, info] = torch::linalg_cholesky_ex(hd);
+    return info.item<int64_t>() == 0 ? L : Tensor();
+  });
   // W D H^-1 = (H^-1 D^T W^T)^T (H is symmetric).
   const Tensor z = torch::cholesky_solve(d.t().matmul(w.t()), factor);
   return (w + alpha * z.t()).to(torch::kFloat32);

@@ -60,6 +60,12 @@ std::vector<float> to_vector(const torch::Tensor& t) {
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
+// acc += a^T b, from zeros when acc is empty: the sums x^T x (H) and (xf - x)^T x (D).
+void add_outer(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& b) {
+  if (!acc.defined()) acc = torch::zeros({a.size(1), b.size(1)}, torch::kFloat32);
+  acc.addmm_(a.t(), b);
+}
+
 // The first `n` calibration rows as a (n, T) int64 tensor; every row must have the same length.
 torch::Tensor calibration_tokens(const CalibrationSet& cal, int64_t n) {
   const int64_t T = static_cast<int64_t>(cal.rows[0].size());
@@ -298,37 +304,34 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
     int64_t rows = 0;
   };
   std::map<std::string, GroupH> group_h;       // by "blk.i/<group>" or "head"
-  std::map<std::string, std::string> hook_of;  // linear whose input feeds a group -> its key
-  std::map<std::string, std::string> key_of;   // planned tensor -> its group's key
+  std::map<std::string, std::string> hook_of;  // the one linear that feeds a group's H -> its key
+  std::map<std::string, std::string> key_of;   // planned tensor with a choice -> its group's key
   std::set<std::string> expert_keys;
   if (gptq) {
-    std::map<std::string, std::string> group_key;  // any member -> key
+    std::set<std::string> choosing;  // untied embeddings are looked up: no group, so rtn
+    for (size_t i = 0; i < plan.size(); ++i)
+      if (cands[i].size() > 1) choosing.insert(plan[i].name);
+    auto add_group = [&](const std::string& key, const std::vector<std::string>& members) {
+      for (const std::string& mem : members)
+        if (choosing.count(mem)) {
+          key_of[mem] = key;
+          hook_of[members.front()] = key;  // the members share the input
+        }
+    };
     for (int64_t l = 0; l < m.model.spec.n_layer(); ++l)
       for (const LinearGroup& g : linear_groups(m.model.spec, l)) {
         const std::string key = str_cat("blk.", l, "/", g.name);
         if (g.expert >= 0) expert_keys.insert(key);
-        for (const std::string& mem : g.members) group_key[mem] = key;
+        add_group(key, g.members);
       }
-    const std::string head = m.model.spec.tied_embeddings ? names::kTokenEmbd : names::kOutput;
-    group_key[head] = "head";
-    for (size_t i = 0; i < plan.size(); ++i) {
-      auto k = group_key.find(plan[i].name);
-      if (cands[i].size() <= 1 || k == group_key.end()) continue;  // untied embedding: looked up
-      key_of[plan[i].name] = k->second;
-      hook_of.emplace(plan[i].name, k->second);
-    }
-    // One member per group feeds its H (the members share the input).
-    std::set<std::string> fed;
-    for (auto it = hook_of.begin(); it != hook_of.end();)
-      it = fed.insert(it->second).second ? std::next(it) : hook_of.erase(it);
+    add_group("head", {m.model.spec.tied_embeddings ? names::kTokenEmbd : names::kOutput});
     tf.set_linear_hook(
         [&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
           auto k = hook_of.find(name);
           if (k == hook_of.end()) return;
           const torch::Tensor x = input.reshape({-1, input.size(-1)});
           GroupH& g = group_h[k->second];
-          if (!g.H.defined()) g.H = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
-          g.H.addmm_(x.t(), x);
+          add_outer(g.H, x, x);
           g.rows += x.size(0);
         });
     const int64_t N = static_cast<int64_t>(cal.rows.size());
@@ -483,6 +486,19 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
     store(m, p, std::move(r), rep);
   };
 
+  // dst[c:c+b] = fn(src[c:c+b]) in chunks of B calibration sequences (in place if dst is src).
+  auto by_chunks = [&](torch::Tensor& dst, const torch::Tensor& src,
+                       const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
+    for (int64_t c = 0; c < N; c += B) {
+      const int64_t b = std::min(B, N - c);
+      dst.narrow(0, c, b).copy_(fn(src.narrow(0, c, b)));
+    }
+  };
+  auto embed = [&](const torch::Tensor& t) { return tf.embed(t); };
+  auto layer_fn = [&](int64_t i) {
+    return [&tf, i](const torch::Tensor& x) { return tf.layer(i, x); };
+  };
+
   // GPTQ asym_calib: the unquantized model's stream beside the quantized one (from the
   // unquantized embedding), and the current layer's original weights, swapped in (tensor
   // handles, no copies) whenever that stream runs.
@@ -490,10 +506,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   torch::Tensor Xf;
   if (asym) {
     Xf = torch::empty({N, T, spec.d_model}, torch::kFloat32);
-    for (int64_t c = 0; c < N; c += B) {
-      const int64_t b = std::min(B, N - c);
-      Xf.narrow(0, c, b).copy_(tf.embed(tokens.narrow(0, c, b)));
-    }
+    by_chunks(Xf, tokens, embed);
   }
   std::map<std::string, torch::Tensor> fp_layer;
   auto swap_fp = [&] {
@@ -512,10 +525,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
   }
 
   torch::Tensor X = torch::empty({N, T, spec.d_model}, torch::kFloat32);
-  for (int64_t c = 0; c < N; c += B) {
-    const int64_t b = std::min(B, N - c);
-    X.narrow(0, c, b).copy_(tf.embed(tokens.narrow(0, c, b)));
-  }
+  by_chunks(X, tokens, embed);
 
   // Collects, per input group, H = sum x x^T and (AWQ) an even subsample of the inputs.
   struct Stats {
@@ -551,14 +561,10 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
              layer >= 0 ? str_cat(" (layer ", layer, ")") : std::string(),
              " during calibration; the model or the data produce NaN/Inf");
       Stats& s = stats[g->second];
-      if (!s.H.defined()) s.H = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
-      s.H.addmm_(x.t(), x);
+      add_outer(s.H, x, x);
       s.rows += x.size(0);
       auto f = fp_in.find(g->second);
-      if (f != fp_in.end()) {
-        if (!s.D.defined()) s.D = torch::zeros({x.size(1), x.size(1)}, torch::kFloat32);
-        s.D.addmm_((f->second - x).t(), x);
-      }
+      if (f != fp_in.end()) add_outer(s.D, f->second - x, x);
       if (awq) s.samples.push_back(x.index({torch::indexing::Slice(0, torch::indexing::None, stride)}).clone());
     });
     for (int64_t c = 0; c < N; c += B) {
@@ -619,8 +625,7 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
           }
       if (group_of.empty()) continue;
       std::map<std::string, Stats> stats;
-      xf_advanced |= collect(stats, group_of, dense, i, stages.size() == 1,
-                             [&](const torch::Tensor& x) { return tf.layer(i, x); });
+      xf_advanced |= collect(stats, group_of, dense, i, stages.size() == 1, layer_fn(i));
       // MoE coverage: the calibration tokens routed to each expert (an expert's groups all see
       // the same tokens); experts below moe_min_tokens, or with none, are quantized with rtn.
       const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
@@ -726,16 +731,10 @@ void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& 
     }
     // The quantized layer's outputs are the next layer's inputs.
     const ScopedSeconds timer{t_propagate};
-    for (int64_t c = 0; c < N; c += B) {
-      const int64_t b = std::min(B, N - c);
-      X.narrow(0, c, b).copy_(tf.layer(i, X.narrow(0, c, b)));
-    }
+    by_chunks(X, X, layer_fn(i));
     if (asym && !xf_advanced) {
       swap_fp();
-      for (int64_t c = 0; c < N; c += B) {
-        const int64_t b = std::min(B, N - c);
-        Xf.narrow(0, c, b).copy_(tf.layer(i, Xf.narrow(0, c, b)));
-      }
+      by_chunks(Xf, Xf, layer_fn(i));
       swap_fp();
     }
     fp_layer.clear();
