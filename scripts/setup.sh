@@ -8,6 +8,10 @@ PKGS=(
   libeigen3-dev libhdf5-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   libsentencepiece-dev                     # test oracle only (never linked beside LibTorch)
+  libpcre2-dev                             # tokenizer.json split patterns (\p{L}, lookahead) and recipe selectors
+  libutf8proc-dev                          # Unicode normalization (NFC/NFKC) for tokenizer.json
+  libgloo-dev                              # c10d ProcessGroupGloo for data-parallel distillation
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev  # libFuzzer harnesses (tests/fuzz, -DSLMC_FUZZ=ON)
   python3-torch python3-numpy python3-h5py # PyTorch goldens for tests; the product needs no Python
 )
 
