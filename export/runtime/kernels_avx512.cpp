@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "export/runtime/kernels_internal.h"
+#include "export/runtime/kernels_kquant.h"
 #include "export/runtime/reduce_avx512.h"
 #include "export/runtime/kernels_tiling.h"
 
@@ -802,10 +803,24 @@ void q4_0_packed_gemm(const GemmArgs& a) {
   packed_gemm_for<true, false>(a);
 }
 
+void kquant_gemm_avx512(const GemmArgs& a) {
+  kquant_gemm(a, [](const float* w, const float* x) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(),
+           s3 = _mm512_setzero_ps();
+    for (int k = 0; k < 256; k += 64) {
+      s0 = _mm512_fmadd_ps(_mm512_load_ps(w + k), _mm512_loadu_ps(x + k), s0);
+      s1 = _mm512_fmadd_ps(_mm512_load_ps(w + k + 16), _mm512_loadu_ps(x + k + 16), s1);
+      s2 = _mm512_fmadd_ps(_mm512_load_ps(w + k + 32), _mm512_loadu_ps(x + k + 32), s2);
+      s3 = _mm512_fmadd_ps(_mm512_load_ps(w + k + 48), _mm512_loadu_ps(x + k + 48), s3);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+  });
+}
+
 // Constant-initialized: taking its address runs no AVX-512 code.
 const IsaKernels kAvx512Kernels = {f32_gemm,         f16_gemm,    bf16_gemm,    q8_0_gemm,
                                    q4_0_gemm,        q4_g64_gemm, q4_g128_gemm, q8_0_packed_gemm,
-                                   q4_0_packed_gemm, quantize,    sum4};
+                                   q4_0_packed_gemm, quantize,    sum4,         kquant_gemm_avx512};
 
 }  // namespace
 

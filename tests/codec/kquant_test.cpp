@@ -113,7 +113,9 @@ TEST(KQuant, GridsPackIntoTheQuantizersBytes) {
         dequantize_row_ref(f, ref.data(), KQ_N, yr.data());
         bool zero_scale = false;
         for (const Grid& g : grids) zero_scale |= g.d == 0.0f;
-        if (!zero_scale) EXPECT_EQ(a, ref) << fi.name << " kind " << kind << " weighted " << weighted;
+        if (!zero_scale) {
+          EXPECT_EQ(a, ref) << fi.name << " kind " << kind << " weighted " << weighted;
+        }
         for (int i = 0; i < KQ_N; ++i) {
           ASSERT_EQ(ya[i], yr[i]) << fi.name << " kind " << kind << " weight " << i;
           ASSERT_EQ(ya[i], grids[i / fi.grid_size].value(codes[i])) << fi.name << " weight " << i;

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# llama.cpp judges slmc's GGUF writer: for a tiny random checkpoint of every family llama.cpp runs
+# (llama, mistral, qwen2, phi3, gemma3, openelm, mixtral, and a structurally pruned llama whose
+# layers differ, written as llama.cpp's deci) and every weight type (f32, f16, bf16, q8_0, q4_0,
+# q4_k, q5_k, q6_k), `slmc export --format gguf` writes the file, llama.cpp's llama-perplexity loads
+# and scores it, and `slmc eval --llama-windows` scores the same file with slmc's runtime: the two
+# perplexities must agree within 0.1% at f32 (llama.cpp rounds its activations to f16/bf16 for
+# those weight types and to q8_0/q8_K for the integer ones, slmc keeps them near fp32, so the
+# other rows differ by that rounding: printed, not bounded). Prints one row per file; exits 1 if
+# llama.cpp fails to load any file or an f32 row disagrees.
+# Usage: bench/gguf_check.sh [build-dir]     (llama.cpp from bench/llama_cpp.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${1:-build}
+S="$B/compress/cli/slmc"
+[ -x "$S" ] && [ -x "$B/bench/slmc_random_model" ] || { echo "build slmc and slmc_random_model first" >&2; exit 1; }
+BIN=$(bash bench/llama_cpp.sh)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# 40 chunks of 128 byte tokens (BOS + 5119 bytes) of WikiText-2.
+head -c 5119 ../shared/data/text/wikitext-2-test.txt > "$tmp/text.txt"
+fail=0
+printf '%-8s %-5s | %12s %12s %9s | %s\n' family type llama.cpp slmc diff% arch
+for fam in llama mistral qwen2 phi3 gemma3 openelm mixtral pruned; do
+  "$B/bench/slmc_random_model" --shape tiny --family "$fam" --type f32 -o "$tmp/$fam.slm" 2> /dev/null
+  for type in f32 f16 bf16 q8_0 q4_0 q4_k q5_k q6_k; do
+    g="$tmp/$fam-$type.gguf"
+    "$S" -q export --model "$tmp/$fam.slm" --format gguf --type "$type" -o "$g" > /dev/null
+    if ! nice -n 10 "$BIN/llama-perplexity" -m "$g" -f "$tmp/text.txt" -c 128 -b 128 -t 2 \
+         > "$tmp/lp.log" 2>&1; then
+      echo "$fam $type: llama-perplexity failed:"; tail -5 "$tmp/lp.log"; fail=1; continue
+    fi
+    lp=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$tmp/lp.log")
+    arch=$(sed -n "s/.*general.architecture str *= *\([a-z0-9]*\).*/\1/p" "$tmp/lp.log" | head -1)
+    sp=$(nice -n 10 "$S" -q --threads 2 eval --model "$g" --data "$tmp/text.txt" --ctx 128 \
+         --llama-windows --json | sed -n 's/.*"ppl": \([0-9.e+-]*\).*/\1/p')
+    d=$(awk -v a="$lp" -v b="$sp" 'BEGIN { printf "%.4f", 100 * (b - a) / a }')
+    printf '%-8s %-5s | %12s %12.4f %9s | %s\n' "$fam" "$type" "$lp" "$sp" "$d" "$arch"
+    case $type in f32)
+      awk -v d="$d" 'BEGIN { exit (d < 0.1 && d > -0.1) ? 0 : 1 }' || { echo "  ^ differs by more than 0.1%"; fail=1; } ;;
+    esac
+  done
+done
+exit $fail
