@@ -130,7 +130,7 @@ int run(int argc, char** argv) {
   auto worker = [&](uint64_t seed) {
     for (int64_t i; (i = next++) < static_cast<int64_t>(decls.size());) {
       const TensorDecl& d = decls[static_cast<size_t>(i)];
-      Rng rng{seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(i) + 1};
+      Rng rng{0x9E3779B97F4A7C15ull * static_cast<uint64_t>(i + 1) + 12345};  // per tensor: any thread gives the same weights
       const int64_t n = shape_numel(d.shape);
       std::vector<float> x(static_cast<size_t>(n));
       const bool vec = d.shape.size() == 1;

@@ -9,11 +9,14 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "compress/core/error.h"
+#include "compress/core/progress.h"
 #include "compress/core/tensor_names.h"
 #include "compress/io/model_loader.h"
 #include "compress/tokenizer/tokenizer.h"
@@ -147,8 +150,19 @@ TEST(GgufExport, EveryFamilyAndTypeReadsBackAsItsSlm) {
         continue;
       SCOPED_TRACE(name + " " + codec::format_info(type).name);
       const std::string slm = dir.file(name + ".slm"), gguf = dir.file(name + ".gguf");
-      const ExportReport rs = export_slm(m, type, tok.get(), slm, 2);
-      const ExportReport rg = export_gguf(m, type, tok.get(), gguf, 2);
+      // One quantization (GGUF's fallbacks: q8_0 where a K-quant cannot hold a row) written into
+      // both files, as a pass's packed tensors are.
+      std::unique_ptr<Progress> progress;
+      std::vector<std::vector<uint8_t>> bytes;
+      const ExportReport q =
+          quantize_for_export(m, type, gguf_tensor_format, 2, nullptr, &progress, &bytes);
+      progress->finish();
+      std::map<std::string, codec::QTensor> packed;
+      for (size_t i = 0; i < q.tensors.size(); ++i)
+        if (q.tensors[i].shape.size() == 2)
+          packed[q.tensors[i].name] = {q.tensors[i].format, q.tensors[i].shape, bytes[i]};
+      const ExportReport rs = export_slm(m, type, tok.get(), slm, 2, &packed);
+      const ExportReport rg = export_gguf(m, type, tok.get(), gguf, 2, &packed);
       ASSERT_EQ(rg.tensors.size(), rs.tensors.size());
       for (size_t i = 0; i < rs.tensors.size(); ++i)
         EXPECT_EQ(rg.tensors[i].format, rs.tensors[i].format) << rs.tensors[i].name;
