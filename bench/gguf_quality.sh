@@ -10,7 +10,10 @@
 #      types, budgeted to the size of llama.cpp's Q4_K_M) and exports the bytes unchanged to GGUF;
 #   4. llama-perplexity --kl-divergence judges every file against the reference.
 # Prints file bytes, bits per weight, perplexity, mean KL and top-token agreement side by side.
+# Run it under nice yourself on a shared machine.
 # Usage: bench/gguf_quality.sh [build-dir] [wikitext-model-dir (default /work/wt/wikitext5m)]
+#        [chunks: llama-perplexity chunks of 256 scored, from the start of the eval text (default 64;
+#        0 = all 507)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -21,36 +24,51 @@ BIN=$(bash bench/llama_cpp.sh)
 out="$B/gguf_quality"
 mkdir -p "$out"
 CTX=256
-EV="$WT/eval.txt"
+CHUNKS=${3:-64}
+EV="$out/eval.txt"
+# The first CHUNKS chunks: BOS + CHUNKS * CTX - 1 bytes (the byte tokenizer: one token per byte).
+if [ "$CHUNKS" -gt 0 ]; then head -c $((CHUNKS * CTX - 1)) "$WT/eval.txt" > "$EV"; else cp "$WT/eval.txt" "$EV"; fi
 CAL="$WT/train.txt"
 T=2
-lp() { nice -n 10 "$BIN/llama-perplexity" -t $T -c $CTX -b $CTX -f "$EV" "$@"; }
+# lp LOG MARKER ARGS...: llama-perplexity into LOG until its output holds MARKER. Its logger is
+# asynchronous and sometimes loses the last lines at exit (exit 0 without them): up to 3 tries.
+lp() {
+  local log=$1 marker=$2
+  shift 2
+  for _ in 1 2 3; do
+    "$BIN/llama-perplexity" -t $T -c $CTX -b $CTX -f "$EV" "$@" > "$log" 2>&1 ||
+      { tail -5 "$log" >&2; return 1; }
+    grep -q "$marker" "$log" && return 0
+  done
+  echo "llama-perplexity: no '$marker' in 3 runs ($log)" >&2
+  return 1
+}
 
 "$S" -q export --model "$WT/model" --format gguf --type f32 -o "$out/f32.gguf" > /dev/null
-lp -m "$out/f32.gguf" --kl-divergence-base "$out/base.kld" > "$out/f32.log" 2>&1
+lp "$out/f32.log" "Final estimate" -m "$out/f32.gguf" --kl-divergence-base "$out/base.kld"
 ppl_llama=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$out/f32.log")
 ppl_slmc=$("$S" -q --threads $T eval --model "$out/f32.gguf" --data "$EV" --ctx $CTX --llama-windows \
-           --json | sed -n 's/.*"ppl": \([0-9.e+-]*\).*/\1/p')
+           --json 2> /dev/null | sed -n 's/.*"ppl": \([0-9.e+-]*\).*/\1/p')
 echo "f32 GGUF, llama-perplexity windows of $CTX: llama.cpp PPL $ppl_llama, slmc eval --llama-windows $ppl_slmc" \
      "($(awk -v a="$ppl_llama" -v b="$ppl_slmc" 'BEGIN { printf "%+.4f%%", 100 * (b - a) / a }'))"
 
 # llama.cpp's own quantizations, with and without an importance matrix from the calibration text.
 [ -s "$out/imatrix.gguf" ] ||
-  nice -n 10 "$BIN/llama-imatrix" -m "$out/f32.gguf" -f "$CAL" -c $CTX -t $T -o "$out/imatrix.gguf" \
-    > "$out/imatrix.log" 2>&1
+  "$BIN/llama-imatrix" -m "$out/f32.gguf" -f "$CAL" -c $CTX -t $T --chunks 128 \
+    -o "$out/imatrix.gguf" > "$out/imatrix.log" 2>&1
 for q in Q4_0 Q4_K_M; do
-  nice -n 10 "$BIN/llama-quantize" "$out/f32.gguf" "$out/llama_$q.gguf" $q $T > /dev/null 2>&1
-  nice -n 10 "$BIN/llama-quantize" --imatrix "$out/imatrix.gguf" "$out/f32.gguf" \
+  "$BIN/llama-quantize" "$out/f32.gguf" "$out/llama_$q.gguf" $q $T > /dev/null 2>&1
+  "$BIN/llama-quantize" --imatrix "$out/imatrix.gguf" "$out/f32.gguf" \
     "$out/llama_${q}_imatrix.gguf" $q $T > /dev/null 2>&1
 done
 budget=$(stat -c %s "$out/llama_Q4_K_M_imatrix.gguf")
 
-# slmc: calibrated quantizations (128 x 256 calibration tokens of the first 90%), bytes unchanged
-# into GGUF.
+# slmc: calibrated quantizations (128 x 256 calibration tokens of the first 90%, as many as the
+# imatrix above sees), bytes unchanged into GGUF.
 sq() {
   local name=$1
   shift
-  nice -n 10 "$S" -q --threads $T quantize --model "$WT/model" --calib "$CAL" --samples 128 \
+  "$S" -q --threads $T quantize --model "$WT/model" --calib "$CAL" --samples 128 \
     --seq-len $CTX -o "$out/$name.slm" "$@" > "$out/$name.quant.log" 2>&1
   "$S" -q export --model "$out/$name.slm" --format gguf -o "$out/slmc_$name.gguf" > /dev/null
 }
@@ -68,7 +86,7 @@ sq gptq_mix --method gptq --target-bpw "$bpw" --mix-formats q4_k,q5_k,q6_k,q8_0,
 printf '\n| %-28s | %10s | %6s | %9s | %10s | %8s |\n' file bytes bpw PPL "mean KL" "same top"
 echo "|---|---|---|---|---|---|"
 for f in "$out"/llama_*.gguf "$out"/slmc_*.gguf; do
-  lp -m "$f" --kl-divergence-base "$out/base.kld" --kl-divergence > "$f.log" 2>&1
+  lp "$f.log" "Same top p" -m "$f" --kl-divergence-base "$out/base.kld" --kl-divergence
   bytes=$(stat -c %s "$f")
   printf '| %-28s | %10s | %6.3f | %9s | %10s | %7s%% |\n' "$(basename "$f" .gguf)" "$bytes" \
     "$(awk -v b="$bytes" -v n="$n_w" 'BEGIN { print 8 * b / n }')" \
