@@ -20,14 +20,14 @@ trap 'rm -rf "$tmp"' EXIT
 # 40 chunks of 128 byte tokens (BOS + 5119 bytes) of WikiText-2.
 head -c 5119 ../shared/data/text/wikitext-2-test.txt > "$tmp/text.txt"
 # llama-perplexity's PPL. Its logger is asynchronous and sometimes loses the last lines at exit
-# (seen here: exit 0, no "Final estimate"), so a run without the line is repeated (3 tries).
+# (seen here: exit 0, no "Final estimate"), so a run without the line is repeated (6 tries).
 llama_ppl() {
   local log=$tmp/lp.log
-  for _ in 1 2 3; do
+  for _ in 1 2 3 4 5 6; do
     nice -n 10 "$BIN/llama-perplexity" "$@" > "$log" 2>&1 || { tail -5 "$log" >&2; return 1; }
     sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$log" | grep . && return 0
   done
-  echo "llama-perplexity printed no final estimate 3 times" >&2
+  echo "llama-perplexity printed no final estimate 6 times" >&2
   return 1
 }
 fail=0

@@ -31,16 +31,16 @@ if [ "$CHUNKS" -gt 0 ]; then head -c $((CHUNKS * CTX - 1)) "$WT/eval.txt" > "$EV
 CAL="$WT/train.txt"
 T=2
 # lp LOG MARKER ARGS...: llama-perplexity into LOG until its output holds MARKER. Its logger is
-# asynchronous and sometimes loses the last lines at exit (exit 0 without them): up to 3 tries.
+# asynchronous and sometimes loses the last lines at exit (exit 0 without them): up to 6 tries.
 lp() {
   local log=$1 marker=$2
   shift 2
-  for _ in 1 2 3; do
+  for _ in 1 2 3 4 5 6; do
     "$BIN/llama-perplexity" -t $T -c $CTX -b $CTX -f "$EV" "$@" > "$log" 2>&1 ||
       { tail -5 "$log" >&2; return 1; }
     grep -q "$marker" "$log" && return 0
   done
-  echo "llama-perplexity: no '$marker' in 3 runs ($log)" >&2
+  echo "llama-perplexity: no '$marker' in 6 runs ($log)" >&2
   return 1
 }
 
