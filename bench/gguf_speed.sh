@@ -18,8 +18,9 @@ PY=/usr/bin/python3
 # llama-bench's JSON: the mean tok/s of the one test it ran.
 lb() { "$BIN/llama-bench" -m "$1" -t "$2" -r 3 "${@:3}" -o json 2> /dev/null |
        $PY -c 'import json,sys; print(json.load(sys.stdin)[0]["avg_ts"])'; }
+# slmc bench: "decode prefill" tok/s of one run.
 sb() { "$S" -q --threads "$2" bench --model "$1" --prompt-len 128 --gen 64 --reps 3 --json |
-       $PY -c "import json,sys; print(json.load(sys.stdin)['$3'])"; }
+       $PY -c "import json,sys; j = json.load(sys.stdin); print(j['decode_tok_s'], j['prefill_tok_s'])"; }
 best() { printf '%s\n' "$@" | sort -g | tail -1; }
 printf '%-5s %-5s %-3s | %10s %10s %6s | %10s %10s %6s\n' shape type thr \
   dec_slmc dec_llama ratio pp128_slmc pp128_llama ratio
@@ -34,8 +35,9 @@ for shape in $SHAPES; do
     for thr in 1 2; do
       sd=(); ld=(); sp=(); lp=()
       for _ in $(seq "$ROUNDS"); do
-        sd+=("$(sb "$g" "$thr" decode_tok_s)"); ld+=("$(lb "$g" "$thr" -p 0 -n 64)")
-        sp+=("$(sb "$g" "$thr" prefill_tok_s)"); lp+=("$(lb "$g" "$thr" -p 128 -n 0)")
+        read -r a c <<< "$(sb "$g" "$thr")"
+        sd+=("$a"); sp+=("$c")
+        ld+=("$(lb "$g" "$thr" -p 0 -n 64)"); lp+=("$(lb "$g" "$thr" -p 128 -n 0)")
       done
       a=$(best "${sd[@]}"); b=$(best "${ld[@]}"); c=$(best "${sp[@]}"); d=$(best "${lp[@]}")
       awk -v s="$shape" -v t="$type" -v n="$thr" -v a="$a" -v b="$b" -v c="$c" -v d="$d" \
