@@ -369,7 +369,9 @@ std::vector<GgufExtraTensor> gguf_extra_tensors(const ModelSpec& spec, const Ggu
 void add_gguf_model_kv(const ModelSpec& spec, const GgufArch& a, GgufWriter& w) {
   const LayerSpec& l0 = spec.layers[0];
   w.add_kv("general.architecture", GgufValue::str(a.name));
-  w.add_kv("general.name", GgufValue::str(std::string("slmc ") + family_name(spec.family)));
+  // Not the family's name: llama.cpp keys vocabulary quirks on general.name (a name containing
+  // "phi3" makes it look up <unk>, <s> and <|endoftext|>, which a byte vocabulary lacks).
+  w.add_kv("general.name", GgufValue::str("slmc export"));
   w.add_kv("general.quantization_version", GgufValue::u32(2));
   w.add_kv(k(a, "context_length"), GgufValue::u32(static_cast<uint32_t>(spec.max_seq)));
   w.add_kv(k(a, "embedding_length"), GgufValue::u32(static_cast<uint32_t>(spec.d_model)));
