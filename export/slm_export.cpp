@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -122,16 +123,15 @@ codec::Format slm_tensor_format(const TensorDecl& decl, codec::Format type, bool
   return codec::Format::kF16;
 }
 
-ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenizer* tok,
-                        const std::string& out, int n_threads,
-                        const std::map<std::string, codec::QTensor>* packed) {
-  const auto start = std::chrono::steady_clock::now();
-  SLMC_CHECK(!out.empty(), "export: no output path");
+ExportReport quantize_for_export(const LoadedModel& m, codec::Format type,
+                                 const TensorFormatRule& rule, int n_threads,
+                                 const std::map<std::string, codec::QTensor>* packed,
+                                 std::unique_ptr<Progress>* progress_out,
+                                 std::vector<std::vector<uint8_t>>* bytes) {
   check_tensors(m.spec, m.tensors, m.path);
   const codec::FormatInfo& type_info = codec::format_info(type);
 
   ExportReport rep;
-  rep.path = out;
   rep.type = type;
   std::vector<Work> work;
   std::vector<Chunk> chunks;
@@ -152,11 +152,11 @@ ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenize
       te.format = pre->format;
       te.note = "as quantized";
     } else {
-      te.format = slm_tensor_format(d, type, &te.fallback);
+      te.format = rule(d, type, &te.fallback);
     }
     if (te.fallback) {
       te.note = str_cat(d.shape[1], " columns are not a multiple of ", type_info.block_size,
-                        ": stored as f16");
+                        ": stored as ", codec::format_info(te.format).name);
       ++rep.n_fallback;
     }
     te.lossy = te.format != codec::Format::kF32;
@@ -201,8 +201,9 @@ ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenize
   std::atomic<bool> stop{false};
   std::exception_ptr error;
   std::mutex error_mu;
-  Progress progress("export " + std::string(type_info.name), rep.n_weights, "w");
-  int64_t shown = 0;  // what the bar last showed (touched by the calling thread only)
+  *progress_out = std::make_unique<Progress>("export " + std::string(type_info.name),
+                                             rep.n_weights, "w");
+  Progress& progress = **progress_out;
   const auto worker = [&](bool draw) {
     std::vector<float> scratch;
     for (size_t c; !stop && (c = next++) < chunks.size();) {
@@ -214,7 +215,7 @@ ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenize
         stop = true;
       }
       done += (chunks[c].r1 - chunks[c].r0) * work[chunks[c].tensor].cols;
-      if (draw) progress.update(shown = done);
+      if (draw) progress.update(done);
     }
   };
   std::vector<std::thread> threads;
@@ -248,6 +249,22 @@ ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenize
     te.zero_frac = static_cast<double>(s.zeroed) / static_cast<double>(te.n_weights);
   }
 
+  bytes->clear();
+  for (Work& w : work) bytes->push_back(std::move(w.out));
+  progress.update(rep.n_weights);  // other threads may have finished last
+  return rep;
+}
+
+ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenizer* tok,
+                        const std::string& out, int n_threads,
+                        const std::map<std::string, codec::QTensor>* packed) {
+  const auto start = std::chrono::steady_clock::now();
+  SLMC_CHECK(!out.empty(), "export: no output path");
+  std::unique_ptr<Progress> progress;
+  std::vector<std::vector<uint8_t>> bytes;
+  ExportReport rep =
+      quantize_for_export(m, type, slm_tensor_format, n_threads, packed, &progress, &bytes);
+  rep.path = out;
   format::SlmWriter writer;
   writer.set_spec_json(m.spec.to_json());
   if (tok != nullptr) {
@@ -257,9 +274,9 @@ ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenize
     rep.tokenizer_kind = tok->kind();
     rep.tokenizer_bytes = tok->blob().size();
   }
-  for (size_t i = 0; i < work.size(); ++i)
-    writer.add_tensor(rep.tensors[i].name, work[i].format, rep.tensors[i].shape,
-                      std::move(work[i].out));
+  for (size_t i = 0; i < bytes.size(); ++i)
+    writer.add_tensor(rep.tensors[i].name, rep.tensors[i].format, rep.tensors[i].shape,
+                      std::move(bytes[i]));
   writer.write(out);
 
   std::error_code ec;
@@ -271,14 +288,13 @@ ExportReport export_slm(const LoadedModel& m, codec::Format type, const Tokenize
   char summary[96];
   std::snprintf(summary, sizeof summary, "%s bytes, %.3f bits/weight",
                 with_commas(rep.file_bytes).c_str(), rep.bits_per_weight);
-  if (shown < rep.n_weights) progress.update(rep.n_weights);  // other threads finished last
-  progress.finish(summary);
+  progress->finish(summary);
   return rep;
 }
 
 std::string export_report_table(const ExportReport& r) {
   std::string s =
-      str_cat(r.path, ": .slm, matrices in ", codec::format_info(r.type).name, ", tokenizer ",
+      str_cat(r.path, ": ", r.container, ", matrices in ", codec::format_info(r.type).name, ", tokenizer ",
               r.tokenizer_kind.empty()
                   ? "none"
                   : r.tokenizer_kind + " (" + with_commas(r.tokenizer_bytes) + " bytes)",
@@ -303,7 +319,7 @@ std::string export_report_table(const ExportReport& r) {
   }
   std::snprintf(line, sizeof line,
                 "\n  total: %zu tensors, %s weights, %s tensor bytes, %.3f bits/weight; file %s "
-                "bytes; %d fell back to f16; %.3f s\n",
+                "bytes; %d fell back to another format; %.3f s\n",
                 r.tensors.size(), with_commas(static_cast<uint64_t>(r.n_weights)).c_str(),
                 with_commas(r.tensor_bytes).c_str(), r.bits_per_weight,
                 with_commas(r.file_bytes).c_str(), r.n_fallback, r.seconds);
@@ -315,7 +331,7 @@ std::string export_report_json(const ExportReport& r) {
   using nlohmann::ordered_json;
   ordered_json j;
   j["path"] = r.path;
-  j["format"] = "slm";
+  j["format"] = r.container;
   j["type"] = codec::format_info(r.type).name;
   j["tokenizer"] = r.tokenizer_kind.empty()
                        ? ordered_json(nullptr)

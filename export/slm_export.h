@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,7 +35,8 @@ struct TensorExport {
 };
 
 struct ExportReport {
-  std::string path;                          // the .slm written
+  std::string path;                          // the file written
+  std::string container = "slm";             // "slm", or "gguf (<architecture>)"
   codec::Format type = codec::Format::kF32;  // the requested type for matrices
   std::string tokenizer_kind;                // "" if none embedded
   uint64_t tokenizer_bytes = 0;
@@ -42,7 +45,7 @@ struct ExportReport {
   uint64_t tensor_bytes = 0;          // stored tensor bytes (no container overhead)
   uint64_t file_bytes = 0;            // the whole .slm file
   double bits_per_weight = 0;         // 8 * tensor_bytes / n_weights
-  int n_fallback = 0;                 // tensors stored as F16 instead of `type`
+  int n_fallback = 0;                 // tensors stored in another format than `type`
   double seconds = 0;                 // quantize + write
 };
 
@@ -50,6 +53,24 @@ struct ExportReport {
 // 2-D linear weights, token_embd and output get `type`; 1-D tensors stay F32; a matrix whose
 // column count `type` cannot hold falls back to F16. `*fallback` is set when it fell back.
 codec::Format slm_tensor_format(const TensorDecl& decl, codec::Format type, bool* fallback);
+
+// How an exporter picks each tensor's format for a requested `type` (slm_tensor_format,
+// gguf_tensor_format); sets `*fallback` when the tensor cannot take `type`.
+using TensorFormatRule =
+    std::function<codec::Format(const TensorDecl& decl, codec::Format type, bool* fallback)>;
+
+class Progress;
+// The quantization step every exporter shares: each expected tensor of `m` in the format `rule`
+// picks (or, from `packed`, a pass's bytes as they are), round to nearest with the codec's
+// scalar reference on `n_threads` threads, with per-tensor error statistics. Fills `bytes` (one
+// buffer per tensor, expected_tensors order) and returns the report without path or file size.
+// Creates `*progress` (shown on stderr) for the caller to finish. Throws slmc::Error on tensors
+// that do not match the spec or non-finite weights.
+ExportReport quantize_for_export(const LoadedModel& m, codec::Format type,
+                                 const TensorFormatRule& rule, int n_threads,
+                                 const std::map<std::string, codec::QTensor>* packed,
+                                 std::unique_ptr<Progress>* progress,
+                                 std::vector<std::vector<uint8_t>>* bytes);
 
 // Quantizes `m` with the codec's scalar reference (round to nearest) and writes `out`
 // atomically, embedding the spec and `tok` (nullable: no tokenizer). Runs on `n_threads`

@@ -183,8 +183,11 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
   // Plain floats have no integer grid for errors to be measured against; round to nearest.
   if (!codec::has_grid(f)) return rtn_quantize(w_orig, f, H);
 
-  const int bs = fi.block_size;
-  const int64_t nblk = cols / bs;
+  // Grids: one per block, or for the K-quants one per sub-block of gs weights (8 or 16 per
+  // 256-weight super-block, sharing the super-block's scales: choose_grids picks them together).
+  const int bs = fi.block_size, gs = fi.grid_size;
+  const int64_t nblk = cols / bs, ngrid = cols / gs;
+  const bool kquant = codec::is_k_quant(f);
 
   // Inputs that were never active: H[i, i] = 1 makes H invertible and, with row and column i of
   // H zero, leaves column i decoupled (it neither receives nor spreads error). Unlike the
@@ -192,16 +195,24 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
   // input the calibration set missed still works after quantization.
   Tensor hdiag = h.diagonal();
   hdiag.masked_fill_(hdiag == 0, 1.0);
+  // diag(H) as fp32 importances: the mse grid search's weights, and for the K-quants the
+  // quant_weights of ggml's weighted quantizer (what llama.cpp's imatrix supplies: the mean square
+  // of each input, proportional to diag(H)).
+  const Tensor hd = hdiag.to(torch::kFloat32).contiguous();
+  const float* hw = hd.data_ptr<float>();
 
   // Static groups: every grid from the original weights, before any update.
-  std::vector<codec::Grid> grids(static_cast<size_t>(rows * nblk));
+  std::vector<codec::Grid> grids(static_cast<size_t>(rows * ngrid));
   const float* wo = w_orig.data_ptr<float>();
   if (o.static_groups) {
-    const Tensor hd = hdiag.to(torch::kFloat32).contiguous();
-    const float* hw = hd.data_ptr<float>();
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t b = 0; b < nblk; ++b) {
         const float* x = wo + r * cols + b * bs;
+        if (kquant) {
+          // ggml's importance-weighted super-block search is the K-quants' grid search.
+          codec::choose_grids(f, x, hw + b * bs, grids.data() + r * ngrid + b * (bs / gs));
+          continue;
+        }
         codec::Grid best = codec::choose_grid(f, x);
         if (o.mse_grid) {
           auto cost = [&](const codec::Grid& g) {
@@ -279,10 +290,11 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
                   for (int64_t k = 0; k < i - i1; ++k) v -= er[k] * hinv[(i1 + k) * cols + j];
                 cur[static_cast<size_t>(j - i)] = v;
               }
-              grids[static_cast<size_t>(r * nblk + i / bs)] = codec::choose_grid(f, cur.data());
+              codec::choose_grids(f, cur.data(), kquant ? hw + i : nullptr,
+                                  grids.data() + r * ngrid + i / gs);
             }
             const codec::Grid& g =
-                grids[static_cast<size_t>(r * nblk + sweep_col[static_cast<size_t>(i)] / bs)];
+                grids[static_cast<size_t>(r * ngrid + sweep_col[static_cast<size_t>(i)] / gs)];
             const float x = wr[i];
             const int q = g.code(x);
             cq[r * cols + i] = q;
@@ -303,7 +315,9 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
   };
 
   Tensor codes = sweep(!o.static_groups);
-  if (o.refit > 0) {
+  // The refit solves each grid's scale freely; a K-quant's scales are 6-bit codes of a shared
+  // super-block scale, so the K-quants keep the weighted search's scales.
+  if (o.refit > 0 && !kquant) {
     const Tensor w64 = w_orig.to(torch::kFloat64), H64 = H.to(torch::kFloat64);
     for (int it = 0; it < o.refit; ++it) {
       if (!refit_grids(w64, H64, codes, grids, bs)) break;  // no row improved

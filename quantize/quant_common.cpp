@@ -43,6 +43,9 @@ QuantResult rtn_quantize(const torch::Tensor& W, codec::Format f, const torch::T
                " need a format with a grid, got ", codec::format_info(f).name);
     SLMC_CHECK(!(clip.defined() && rule.per_channel),
                "rtn_quantize: per-channel grids take no per-block clip");
+    SLMC_CHECK(!codec::is_k_quant(f), "rtn_quantize: ",
+               clip.defined() ? "clipping" : "symmetric or per-channel grids", " do not apply to ",
+               codec::format_info(f).name, ", whose super-blocks choose their own sub-block scales");
     const int bs = codec::format_info(f).block_size;
     const int64_t nblk = cols / bs;
     SLMC_CHECK(codec::row_fits(f, cols), "rtn_quantize: ", cols, " columns do not fit ",
@@ -85,11 +88,12 @@ QuantResult pack_result(const torch::Tensor& W, codec::Format f, const torch::Te
                         const std::vector<codec::Grid>& grids, const torch::Tensor& H) {
   const torch::Tensor w = contiguous_f32(W);
   const int64_t rows = w.size(0), cols = w.size(1);
-  const int bs = codec::format_info(f).block_size;
+  const int gs = codec::format_info(f).grid_size;  // weights per grid (a K-quant sub-block)
+  SLMC_CHECK(gs > 0, "pack_result: format ", codec::format_info(f).name, " has no grid");
   SLMC_CHECK(codes.dim() == 2 && codes.size(0) == rows && codes.size(1) == cols,
              "pack_result: codes must be (", rows, ", ", cols, ")");
-  SLMC_CHECK(static_cast<int64_t>(grids.size()) == rows * (cols / bs),
-             "pack_result: need ", rows * (cols / bs), " grids, got ", grids.size());
+  SLMC_CHECK(static_cast<int64_t>(grids.size()) == rows * (cols / gs),
+             "pack_result: need ", rows * (cols / gs), " grids, got ", grids.size());
   const torch::Tensor c = codes.to(torch::kInt32).contiguous();
   QuantResult r;
   r.packed.format = f;
@@ -97,7 +101,7 @@ QuantResult pack_result(const torch::Tensor& W, codec::Format f, const torch::Te
   const size_t rb = codec::row_bytes(f, cols);
   r.packed.bytes.resize(rb * static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i)
-    codec::pack_row(f, c.data_ptr<int32_t>() + i * cols, grids.data() + i * (cols / bs), cols,
+    codec::pack_row(f, c.data_ptr<int32_t>() + i * cols, grids.data() + i * (cols / gs), cols,
                     r.packed.bytes.data() + static_cast<size_t>(i) * rb);
   std::vector<float> deq = codec::dequantize_ref(f, r.packed.bytes.data(), rows, cols);
   r.dequant = torch::from_blob(deq.data(), {rows, cols}, torch::kFloat32).clone();

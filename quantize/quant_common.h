@@ -35,7 +35,8 @@ QuantResult rtn_quantize(const torch::Tensor& W, codec::Format f,
                          const torch::Tensor& clip = torch::Tensor(), const GridRule& rule = {});
 
 // Packs `dequant`-consistent codes: builds a QuantResult from W (the original weights, for the
-// distortion), the chosen codes (rows, cols) int32 and grids (rows x blocks, row-major).
+// distortion), the chosen codes (rows, cols) int32 and grids (rows x grids per row, row-major;
+// a grid per block, or per sub-block for the K-quants: FormatInfo::grid_size).
 QuantResult pack_result(const torch::Tensor& W, codec::Format f, const torch::Tensor& codes,
                         const std::vector<codec::Grid>& grids, const torch::Tensor& H);
 

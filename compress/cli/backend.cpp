@@ -2,19 +2,21 @@
 
 #include "compress/cli/commands.h"
 #include "compress/core/error.h"
+#include "export/format/gguf.h"
 #include "export/format/slm_format.h"
 
 namespace slmc::cli {
 
 Backend resolve_backend(const std::string& flag, const std::string& model_path) {
-  const bool slm = format::is_slm_file(model_path);
+  // The runtime runs exported files: .slm artifacts and GGUF files.
+  const bool exported = format::is_slm_file(model_path) || format::is_gguf_file(model_path);
   if (flag == "torch") return Backend::kTorch;
   if (flag == "runtime") {
-    SLMC_CHECK(slm, model_path, ": --backend runtime runs .slm artifacts; make one with "
-               "`slmc export --model ", model_path, " --format slm -o model.slm`");
+    SLMC_CHECK(exported, model_path, ": --backend runtime runs .slm artifacts and GGUF files; "
+               "make one with `slmc export --model ", model_path, " --format slm -o model.slm`");
     return Backend::kRuntime;
   }
-  return slm ? Backend::kRuntime : Backend::kTorch;
+  return exported ? Backend::kRuntime : Backend::kTorch;
 }
 
 RuntimeBackend::RuntimeBackend(const std::string& path)

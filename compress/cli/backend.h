@@ -1,5 +1,5 @@
 // Choosing and driving an inference backend: the LibTorch model (any checkpoint, .slm included,
-// dequantized) or the standalone runtime (an .slm artifact, run by the CPU kernels).
+// dequantized) or the standalone runtime (an .slm artifact or a GGUF file, run by the CPU kernels).
 #pragma once
 
 #include <memory>

@@ -1,4 +1,4 @@
-// slmc bench: runtime speed of an .slm artifact: prefill and decode tokens/s, model bytes, peak
+// slmc bench: runtime speed of an .slm artifact or GGUF file: prefill and decode tokens/s, model bytes, peak
 // RSS, and the decode's effective GB/s beside the memory-read roofline measured in the same run.
 #include <sys/resource.h>
 
@@ -38,7 +38,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 void run_bench(const BenchOptions& o) {
-  resolve_backend("runtime", o.model);  // a clear error for anything but .slm
+  resolve_backend("runtime", o.model);  // a clear error for anything but .slm / .gguf
   RuntimeBackend rt(o.model);
   const runtime::Model& m = *rt.model;
   const ModelSpec& spec = m.spec();
@@ -81,14 +81,14 @@ void run_bench(const BenchOptions& o) {
   getrusage(RUSAGE_SELF, &ru);
   const double peak_rss_mb = static_cast<double>(ru.ru_maxrss) / 1024.0;
   std::map<std::string, uint64_t> bytes_by_format;
-  for (const auto& t : m.file().tensors()) bytes_by_format[codec::format_info(t.format).name] += t.n_bytes;
+  for (const auto& [f, b] : m.bytes_by_format()) bytes_by_format[f] += b;
 
   if (o.json) {
     nlohmann::json j = {{"model", o.model},
                         {"threads", rt.pool->size()},
                         {"isa", runtime::isa_name(isa)},
                         {"n_params", spec.n_params()},
-                        {"model_bytes", m.file().file_bytes()},
+                        {"model_bytes", m.file_bytes()},
                         {"bytes_by_format", bytes_by_format},
                         {"bytes_per_token", m.bytes_per_token()},
                         {"prompt_len", o.prompt_len},
@@ -123,8 +123,9 @@ void run_bench(const BenchOptions& o) {
 
 void setup_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
-  auto* sub = app.add_subcommand("bench", "runtime speed of an .slm artifact (prefill, decode, memory)");
-  sub->add_option("--model", o->model, ".slm artifact")->required()->check(CLI::ExistingFile);
+  auto* sub = app.add_subcommand(
+      "bench", "runtime speed of an .slm artifact or GGUF file (prefill, decode, memory)");
+  sub->add_option("--model", o->model, ".slm artifact or GGUF file")->required()->check(CLI::ExistingFile);
   sub->add_option("--prompt-len", o->prompt_len, "prefill tokens")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--gen", o->gen, "decode tokens")->capture_default_str()->check(CLI::PositiveNumber);
   sub->add_option("--reps", o->reps, "repetitions (median reported)")->capture_default_str()->check(CLI::Range(1, 100));

@@ -1,6 +1,7 @@
-// slmc export --model M --format slm [--type T] -o OUT: a deployable artifact with a per-tensor
-// distortion report.
+// slmc export --model M --format slm|gguf [--type T] -o OUT: a deployable artifact (.slm for
+// slmc's runtime, .gguf for llama.cpp and slmc's runtime) with a per-tensor distortion report.
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -8,6 +9,9 @@
 #include "compress/cli/commands.h"
 #include "compress/cli/common.h"
 #include "compress/core/error.h"
+#include "export/format/gguf.h"
+#include "export/format/slm_format.h"
+#include "export/gguf_export.h"
 #include "export/slm_export.h"
 #include "quantize/codec/formats.h"
 
@@ -29,7 +33,21 @@ void run_export(const ExportOptions& o) {
   SLMC_CHECK(codec::format_from_name(o.type, &type), "--type ", o.type,
              ": unknown (known: ", codec::format_names(), ")");
   const LoadedModel m = load_model(o.model);
-  if (m.format == "slm") {
+  const bool gguf = o.format == "gguf";
+  // An .slm's quantized matrices (a calibrated quantization, say) go into a GGUF byte for byte:
+  // no re-rounding. Its f32 tensors take --type.
+  std::map<std::string, codec::QTensor> packed;
+  if (gguf && m.format == "slm") {
+    const format::SlmFile f(o.model);
+    for (const format::SlmTensor& t : f.tensors()) {
+      if (t.format == codec::Format::kF32 || t.shape.size() != 2) continue;
+      SLMC_CHECK(format::gguf_type_supported(t.format), o.model, ": tensor ", t.name, " is stored as ",
+                 codec::format_info(t.format).name, ", which llama.cpp cannot read; export from "
+                 "the unquantized model instead");
+      packed[t.name] = codec::QTensor{t.format, t.shape,
+                                      std::vector<uint8_t>(f.data(t), f.data(t) + t.n_bytes)};
+    }
+  } else if (m.format == "slm") {
     for (const auto& kv : m.bytes_by_dtype)
       if (kv.first != "f32")
         std::fprintf(stderr,
@@ -37,11 +55,15 @@ void run_export(const ExportOptions& o) {
                      "dequantized values, and the report measures error against those\n",
                      o.model.c_str(), kv.first.c_str());
   }
-  const auto tok = resolve_tokenizer(o.model, o.tokenizer, /*required=*/false);
+  // llama.cpp reads the vocabulary from the file: a GGUF export needs a tokenizer.
+  const auto tok = resolve_tokenizer(o.model, o.tokenizer, /*required=*/gguf);
   if (tok == nullptr)
     std::fprintf(stderr, "slmc: warning: %s: no tokenizer found; the .slm will embed none\n",
                  o.model.c_str());
-  const ExportReport r = export_slm(m, type, tok.get(), o.out, global_options().threads);
+  const ExportReport r =
+      gguf ? export_gguf(m, type, tok.get(), o.out, global_options().threads,
+                         packed.empty() ? nullptr : &packed)
+           : export_slm(m, type, tok.get(), o.out, global_options().threads);
   if (o.json) {
     std::printf("%s\n", export_report_json(r).c_str());
   } else {
@@ -53,18 +75,22 @@ void run_export(const ExportOptions& o) {
 
 void setup_export(CLI::App& app) {
   auto o = std::make_shared<ExportOptions>();
-  auto* sub = app.add_subcommand("export", "write a deployable artifact (.slm for the runtime)");
+  auto* sub = app.add_subcommand(
+      "export", "write a deployable artifact (.slm for the runtime, .gguf for llama.cpp)");
   // No CLI::ExistingPath on the inputs: load_model and load_tokenizer say in one line what is
   // missing and what they expected.
-  sub->add_option("--model", o->model, "HF directory, llama2.c .bin or .slm")->required();
-  sub->add_option("--format", o->format, "artifact format (gguf and safetensors come later)")
+  sub->add_option("--model", o->model, "HF directory, llama2.c .bin, .slm or .gguf")->required();
+  sub->add_option("--format", o->format,
+                  "artifact format: slm (slmc's runtime) or gguf (GGUF v3: llama.cpp and slmc's "
+                  "runtime; llama, mistral, mixtral, qwen2, phi3, gemma3, openelm, and pruned "
+                  "llama-style models as deci)")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& v) -> std::string {
-            if (v == "slm") return "";
-            return "only slm is implemented (gguf and safetensors come later), got " + v;
+            if (v == "slm" || v == "gguf") return "";
+            return "slm or gguf (safetensors comes later), got " + v;
           },
-          "slm", "format"));
+          "slm|gguf", "format"));
   // Type names and help come from the codec's one table.
   std::vector<std::string> names;
   std::string about;
@@ -74,7 +100,8 @@ void setup_export(CLI::App& app) {
   }
   sub->add_option("--type", o->type,
                   "weight format of the matrices (norms stay f32; a matrix whose columns the "
-                  "format cannot hold falls back to f16):" +
+                  "format cannot hold falls back to f16, or for a K-quant in gguf to q8_0 if it "
+                  "can):" +
                       about)
       ->capture_default_str()
       ->transform(CLI::IsMember(names, CLI::ignore_case));

@@ -3,6 +3,7 @@
 #include "compress/core/atomic_file.h"
 #include "compress/core/error.h"
 #include "compress/io/h5.h"
+#include "export/format/gguf_model.h"
 #include "export/format/slm_format.h"
 
 namespace slmc::cli {
@@ -19,6 +20,11 @@ std::unique_ptr<Tokenizer> resolve_tokenizer(const std::string& model_path,
                                        model_path + " (embedded tokenizer)");
     }
     SLMC_CHECK(!required, model_path, ": the .slm file embeds no tokenizer; pass --tokenizer");
+    return nullptr;
+  }
+  if (format::is_gguf_file(model_path)) {  // a GGUF carries its vocabulary
+    if (auto t = format::gguf_tokenizer(format::GgufFile(model_path))) return t;
+    SLMC_CHECK(!required, model_path, ": the GGUF file has no tokenizer; pass --tokenizer");
     return nullptr;
   }
   const std::string found = find_tokenizer_beside(model_path);

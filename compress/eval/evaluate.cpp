@@ -48,7 +48,7 @@ EvalResult evaluate(const Transformer& model, const std::vector<Window>& windows
 EvalResult evaluate(const LogitsSource& source, int64_t vocab, const std::vector<Window>& windows,
                     const EvalOptions& opt) {
   int64_t total = 0;
-  for (const Window& w : windows) total += static_cast<int64_t>(w.targets.size());
+  for (const Window& w : windows) total += static_cast<int64_t>(w.targets.size()) - w.skip;
   SLMC_CHECK(total > 0, "eval: no tokens to evaluate");
 
   std::unique_ptr<LogitWriter> writer;

@@ -6,7 +6,9 @@
 
 #include "compress/core/error.h"
 #include "compress/core/tensor_names.h"
+#include "compress/io/gguf_loader.h"
 #include "compress/io/io_internal.h"
+#include "export/format/gguf.h"
 #include "export/format/slm_format.h"
 
 namespace slmc {
@@ -80,6 +82,7 @@ LoadedModel load_model(const std::string& path) {
   }
   SLMC_CHECK(fs::is_regular_file(st), path, ": not a regular file or directory (", kExpected, ")");
   if (format::is_slm_file(path)) return load_slm_model(path);
+  if (format::is_gguf_file(path)) return load_gguf_model(path);
 
   // A llama2.c .bin has no magic: accept it only if its header is consistent and implies exactly
   // this file's size, so that no other file is misread as one.

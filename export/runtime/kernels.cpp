@@ -12,6 +12,7 @@
 #include "compress/core/error.h"
 #include "compress/core/float16.h"
 #include "export/runtime/kernels_internal.h"
+#include "export/runtime/kernels_kquant.h"
 #include "export/runtime/thread_pool.h"
 
 namespace slmc::runtime {
@@ -40,6 +41,11 @@ Layout layout_of(Format wf) {
       return Layout::kQ4_G64;
     case Format::kQ4_G128:
       return Layout::kQ4_G128;
+    case Format::kQ4_K:
+    case Format::kQ5_K:
+    case Format::kQ6_K:
+    case Format::kQ8_K:
+      return Layout::kFloat;  // fp32 activations: the K-quant kernel dequantizes super-blocks
   }
   fail("[kernels] unknown weight format id ", static_cast<uint32_t>(wf));
 }
@@ -318,10 +324,19 @@ void sum4_scalar(const int8_t* q, int64_t n, int32_t* out) {
     out[i] = q[4 * i] + q[4 * i + 1] + q[4 * i + 2] + q[4 * i + 3];
 }
 
+void scalar_kquant(const GemmArgs& a) {
+  internal::kquant_gemm(a, [](const float* w, const float* x) {
+    float acc[8] = {};
+    for (int64_t k = 0; k < 256; k += 8)
+      for (int j = 0; j < 8; ++j) acc[j] += w[k + j] * x[k + j];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  });
+}
+
 const IsaKernels kScalarKernels = {scalar_f32,      scalar_f16,           scalar_bf16,
                                    scalar_q8_0,     scalar_q4_0,          scalar_q4g<64>,
                                    scalar_q4g<128>, scalar_packed<false>, scalar_packed<true>,
-                                   quantize_scalar, sum4_scalar};
+                                   quantize_scalar, sum4_scalar,          scalar_kquant};
 
 ActView view_of(const Acts& x) {
   ActView v{};
@@ -618,6 +633,7 @@ void gemm_rows(Format wf, const void* w, const Acts& x, float* y, int64_t ldy, i
   SLMC_CHECK(x.T == 1 || ldy >= r1, "[kernels] ldy ", ldy, " < row end ", r1);
   const IsaKernels& k = kernels_for(isa);
   GemmArgs a{};
+  a.wf = wf;
   a.w = static_cast<const uint8_t*>(w);
   a.row_bytes = codec::row_bytes(wf, x.n);
   a.n = x.n;
@@ -651,6 +667,11 @@ void gemm_rows(Format wf, const void* w, const Acts& x, float* y, int64_t ldy, i
       return k.q4_g64(a);
     case Format::kQ4_G128:
       return k.q4_g128(a);
+    case Format::kQ4_K:
+    case Format::kQ5_K:
+    case Format::kQ6_K:
+    case Format::kQ8_K:
+      return k.kquant(a);
   }
 }
 

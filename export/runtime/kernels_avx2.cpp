@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "export/runtime/kernels_internal.h"
+#include "export/runtime/kernels_kquant.h"
 #include "export/runtime/kernels_tiling.h"
 
 namespace slmc::runtime::internal {
@@ -607,10 +608,28 @@ using PackedQ4 = PackedK<true, kTwo>;
 void q8_0_packed_gemm(const GemmArgs& a) { gemm_for<PackedQ8>(a); }
 void q4_0_packed_gemm(const GemmArgs& a) { gemm_for<PackedQ4>(a); }
 
+void kquant_gemm_avx2(const GemmArgs& a) {
+  kquant_gemm(a, [](const float* w, const float* x) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
+           s3 = _mm256_setzero_ps();
+    for (int k = 0; k < 256; k += 32) {
+      s0 = _mm256_fmadd_ps(_mm256_load_ps(w + k), _mm256_loadu_ps(x + k), s0);
+      s1 = _mm256_fmadd_ps(_mm256_load_ps(w + k + 8), _mm256_loadu_ps(x + k + 8), s1);
+      s2 = _mm256_fmadd_ps(_mm256_load_ps(w + k + 16), _mm256_loadu_ps(x + k + 16), s2);
+      s3 = _mm256_fmadd_ps(_mm256_load_ps(w + k + 24), _mm256_loadu_ps(x + k + 24), s3);
+    }
+    const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+  });
+}
+
 // Constant-initialized: taking its address runs no AVX2 code.
 const IsaKernels kAvx2Kernels = {f32_gemm,         f16_gemm,    bf16_gemm,    q8_0_gemm,
                                  q4_0_gemm,        q4_g64_gemm, q4_g128_gemm, q8_0_packed_gemm,
-                                 q4_0_packed_gemm, quantize,    sum4};
+                                 q4_0_packed_gemm, quantize,    sum4,         kquant_gemm_avx2};
 
 }  // namespace
 

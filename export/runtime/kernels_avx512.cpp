@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "export/runtime/kernels_internal.h"
+#include "export/runtime/kernels_kquant.h"
 #include "export/runtime/reduce_avx512.h"
 #include "export/runtime/kernels_tiling.h"
 
@@ -802,10 +803,79 @@ void q4_0_packed_gemm(const GemmArgs& a) {
   packed_gemm_for<true, false>(a);
 }
 
+// Q4_K fused: a super-block's dot with 256 activations without materialising the weights. Per
+// sub-block j of 32, sum_i (d sc_j q_i - dmin m_j) x_i = (d sc_j) sum q_i x_i - (dmin m_j) sum x_i
+// (the factors are the reference dequantizer's d1 = d * sc and m1 = dmin * m).
+// ggml's get_scale_min_k4, repeated here with internal linkage: this unit is built for AVX-512 and
+// must not lend an inline copy of the codec's function to other units (kernels_internal.h).
+void scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+  }
+}
+
+float q4_k_block_dot(const uint8_t* blk, const float* x) {
+  const codec::BlockQ4_K* b = reinterpret_cast<const codec::BlockQ4_K*>(blk);
+  const float d = f16(blk), dmin = f16(blk + 2);
+  const __m128i low4 = _mm_set1_epi8(0x0f);
+  __m512 acc = _mm512_setzero_ps();
+  for (int c = 0; c < 4; ++c) {  // 64 weights: qs[32 c .. 32 c + 32), low then high nibbles
+    uint8_t sc0, m0, sc1, m1;
+    scale_min_k4(2 * c, b->scales, &sc0, &m0);
+    scale_min_k4(2 * c + 1, b->scales, &sc1, &m1);
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs + 32 * c));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs + 32 * c + 16));
+    const float* xc = x + 64 * c;
+    const __m512 x0 = _mm512_loadu_ps(xc), x1 = _mm512_loadu_ps(xc + 16),
+                 x2 = _mm512_loadu_ps(xc + 32), x3 = _mm512_loadu_ps(xc + 48);
+    auto nib = [](__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)); };
+    const __m512 lo = _mm512_fmadd_ps(nib(_mm_and_si128(q0, low4)), x0,
+                                      _mm512_mul_ps(nib(_mm_and_si128(q1, low4)), x1));
+    const __m512 hi = _mm512_fmadd_ps(nib(_mm_and_si128(_mm_srli_epi16(q0, 4), low4)), x2,
+                                      _mm512_mul_ps(nib(_mm_and_si128(_mm_srli_epi16(q1, 4), low4)), x3));
+    acc = _mm512_fmadd_ps(_mm512_set1_ps(d * sc0), lo, acc);
+    acc = _mm512_fnmadd_ps(_mm512_set1_ps(dmin * m0), _mm512_add_ps(x0, x1), acc);
+    acc = _mm512_fmadd_ps(_mm512_set1_ps(d * sc1), hi, acc);
+    acc = _mm512_fnmadd_ps(_mm512_set1_ps(dmin * m1), _mm512_add_ps(x2, x3), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+void kquant_gemm_avx512(const GemmArgs& a) {
+  if (a.wf == codec::Format::kQ4_K) {
+    const int64_t nb = a.n / 256;
+    for (int64_t r = a.r0; r < a.r1; ++r) {
+      const uint8_t* row = a.w + static_cast<size_t>(r) * a.row_bytes;
+      for (int64_t t = 0; t < a.x.T; ++t) {
+        const float* x = a.x.f32 + t * a.n;
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; ++b) acc += q4_k_block_dot(row + 144 * b, x + 256 * b);
+        a.y[t * a.ldy + r] = acc;
+      }
+    }
+    return;
+  }
+  kquant_gemm(a, [](const float* w, const float* x) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(),
+           s3 = _mm512_setzero_ps();
+    for (int k = 0; k < 256; k += 64) {
+      s0 = _mm512_fmadd_ps(_mm512_load_ps(w + k), _mm512_loadu_ps(x + k), s0);
+      s1 = _mm512_fmadd_ps(_mm512_load_ps(w + k + 16), _mm512_loadu_ps(x + k + 16), s1);
+      s2 = _mm512_fmadd_ps(_mm512_load_ps(w + k + 32), _mm512_loadu_ps(x + k + 32), s2);
+      s3 = _mm512_fmadd_ps(_mm512_load_ps(w + k + 48), _mm512_loadu_ps(x + k + 48), s3);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+  });
+}
+
 // Constant-initialized: taking its address runs no AVX-512 code.
 const IsaKernels kAvx512Kernels = {f32_gemm,         f16_gemm,    bf16_gemm,    q8_0_gemm,
                                    q4_0_gemm,        q4_g64_gemm, q4_g128_gemm, q8_0_packed_gemm,
-                                   q4_0_packed_gemm, quantize,    sum4};
+                                   q4_0_packed_gemm, quantize,    sum4,         kquant_gemm_avx512};
 
 }  // namespace
 

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "quantize/codec/formats.h"
+
 namespace slmc::runtime::internal {
 
 // Activation codes: per token, one (int8 mode) or two (precise mode) planes of n_pad int8 codes,
@@ -69,6 +71,7 @@ struct ActView {
 };
 
 struct GemmArgs {
+  codec::Format wf = codec::Format::kF32;  // the weights' format (the K-quant kernel reads it)
   const uint8_t* w;  // row 0
   size_t row_bytes;
   int64_t n;  // columns
@@ -101,6 +104,7 @@ struct IsaKernels {
   GemmFn q8_0_packed, q4_0_packed;  // WeightLayout::kPacked
   QuantizeFn quantize;
   Sum4Fn sum4;
+  GemmFn kquant;  // Q4_K, Q5_K, Q6_K, Q8_K (GemmArgs::wf says which), fp32 activations
 };
 
 // nullptr when the build has no such unit (non-x86 targets).

@@ -100,26 +100,30 @@ float activation(Activation act, float g) {
 
 // ---- Model -------------------------------------------------------------------------------------
 
+const Model::TensorView& Model::view(const std::string& name) const {
+  auto it = views_.find(name);
+  SLMC_CHECK(it != views_.end(), path_, ": missing tensor ", name);
+  return it->second;
+}
+
 const float* Model::vector(const std::string& name, int64_t n) {
-  const format::SlmTensor* t = file_->find(name);
-  SLMC_CHECK(t != nullptr, file_->path(), ": missing tensor ", name);
-  SLMC_CHECK(t->shape.size() == 1 && t->shape[0] == n, file_->path(), ": tensor ", name,
-             " has shape ", shape_str(t->shape), ", the spec implies [", n, "]");
-  if (t->format == codec::Format::kF32) return reinterpret_cast<const float*>(file_->data(*t));
+  const TensorView& t = view(name);
+  SLMC_CHECK(t.shape.size() == 1 && t.shape[0] == n, path_, ": tensor ", name, " has shape ",
+             shape_str(t.shape), ", the spec implies [", n, "]");
+  if (t.format == codec::Format::kF32) return reinterpret_cast<const float*>(t.data);
   owned_.push_back(std::make_unique<std::vector<float>>(static_cast<size_t>(n)));
-  codec::dequantize_row_ref(t->format, file_->data(*t), n, owned_.back()->data());
+  codec::dequantize_row_ref(t.format, t.data, n, owned_.back()->data());
   return owned_.back()->data();
 }
 
 Matrix Model::matrix(const std::string& name, int64_t rows, int64_t cols) {
-  const format::SlmTensor* t = file_->find(name);
-  SLMC_CHECK(t != nullptr, file_->path(), ": missing tensor ", name);
-  SLMC_CHECK(t->shape.size() == 2 && t->shape[0] == rows && t->shape[1] == cols, file_->path(),
-             ": tensor ", name, " has shape ", shape_str(t->shape), ", the spec implies [", rows,
-             ", ", cols, "]");
+  const TensorView& t = view(name);
+  SLMC_CHECK(t.shape.size() == 2 && t.shape[0] == rows && t.shape[1] == cols, path_, ": tensor ",
+             name, " has shape ", shape_str(t.shape), ", the spec implies [", rows, ", ", cols,
+             "]");
   Matrix m;
-  m.format = t->format;
-  m.data = file_->data(*t);
+  m.format = t.format;
+  m.data = t.data;
   m.rows = rows;
   m.cols = cols;
   m.name = name;
@@ -127,32 +131,68 @@ Matrix Model::matrix(const std::string& name, int64_t rows, int64_t cols) {
     // Regroup the blocks once for the SIMD kernels (~1.4x faster matrix x vector), then let the
     // kernel drop the file pages we copied from, so resident memory holds one copy.
     uint8_t* dst = packed_.data() + packed_used_;
-    packed_used_ += (t->n_bytes + 63) / 64 * 64;
+    packed_used_ += (t.n_bytes + 63) / 64 * 64;
     SLMC_CHECK(packed_used_ <= packed_.size(), "runtime: packed arena overflow at ", name);
     pack_rows(m.format, m.data, rows, cols, dst);
-    file_->release(*t);
+    if (t.slm != nullptr) slm_->release(*t.slm);
     m.data = dst;
     m.layout = WeightLayout::kPacked;
   }
   return m;
 }
 
-Model::Model(const std::string& path) : file_(std::make_unique<format::SlmFile>(path)) {
+// The tensors of a GGUF file in slmc's names and order (export/format/gguf_model.h): views into
+// the mapping where a tensor is stored as a contiguous run of rows, else (q/k rows permuted for
+// llama.cpp's interleaved RoPE) a copy in slmc's row order.
+void Model::open_gguf(const std::string& path) {
+  gguf_ = std::make_unique<format::GgufFile>(path);
+  spec_ = format::gguf_model_spec(*gguf_);
+  tokenizer_ = format::gguf_tokenizer(*gguf_);
+  file_bytes_ = gguf_->file_bytes();
+  for (const auto& [name, src] : format::gguf_sources(*gguf_, spec_)) {
+    TensorView v;
+    v.format = src.format;
+    v.shape = src.shape;
+    const size_t rb = src.cols == 1 ? 4 : codec::row_bytes(src.format, src.cols);
+    v.n_bytes = rb * static_cast<uint64_t>(src.rows);
+    if (src.rope_head_dim == 0) {
+      v.data = gguf_->data(*src.tensor) + static_cast<size_t>(src.row0) * rb;
+    } else {
+      owned_bytes_.push_back(std::make_unique<std::vector<uint8_t>>(v.n_bytes));
+      format::gguf_read_rows(*gguf_, src, owned_bytes_.back()->data());
+      v.data = owned_bytes_.back()->data();
+    }
+    views_[name] = v;
+  }
+}
+
+void Model::open_slm(const std::string& path) {
+  slm_ = std::make_unique<format::SlmFile>(path);
   // Every family ModelSpec can express runs: the forward below implements every spec feature.
-  spec_ = ModelSpec::from_json(file_->spec_json(), path);
-  if (!file_->tokenizer_kind().empty()) {
+  spec_ = ModelSpec::from_json(slm_->spec_json(), path);
+  if (!slm_->tokenizer_kind().empty()) {
     tokenizer_ = load_tokenizer_from_bytes(
-        file_->tokenizer_kind(),
-        std::string(reinterpret_cast<const char*>(file_->tokenizer_data()), file_->tokenizer_bytes()),
+        slm_->tokenizer_kind(),
+        std::string(reinterpret_cast<const char*>(slm_->tokenizer_data()), slm_->tokenizer_bytes()),
         path);
   }
+  file_bytes_ = slm_->file_bytes();
   // Every tensor present must be one the spec expects (and vice versa, checked below).
   std::set<std::string> known;
   for (const TensorDecl& d : expected_tensors(spec_)) known.insert(d.name);
-  for (const format::SlmTensor& t : file_->tensors())
+  for (const format::SlmTensor& t : slm_->tensors()) {
     SLMC_CHECK(known.count(t.name), path, ": unexpected tensor ", t.name, " for this spec");
+    views_[t.name] = TensorView{t.format, t.shape, slm_->data(t), t.n_bytes, &t};
+  }
+}
+
+Model::Model(const std::string& path) : path_(path) {
+  if (format::is_gguf_file(path))
+    open_gguf(path);
+  else
+    open_slm(path);
   size_t packed_bytes = 0;
-  for (const format::SlmTensor& t : file_->tensors())
+  for (const auto& [name, t] : views_)
     if (has_packed_layout(t.format)) packed_bytes += (t.n_bytes + 63) / 64 * 64;
   packed_ = HugeBuffer(packed_bytes);
   const int64_t d = spec_.d_model;
@@ -209,14 +249,20 @@ Model::Model(const std::string& path) : file_(std::make_unique<format::SlmFile>(
 
 uint64_t Model::weight_bytes() const {
   uint64_t n = 0;
-  for (const format::SlmTensor& t : file_->tensors()) n += t.n_bytes;
+  for (const auto& [name, t] : views_) n += t.n_bytes;
   return n;
+}
+
+std::map<std::string, uint64_t> Model::bytes_by_format() const {
+  std::map<std::string, uint64_t> out;
+  for (const auto& [name, t] : views_) out[codec::format_info(t.format).name] += t.n_bytes;
+  return out;
 }
 
 uint64_t Model::bytes_per_token() const {
   uint64_t n = 0;
-  for (const format::SlmTensor& t : file_->tensors())
-    if (t.name != names::kTokenEmbd || spec_.tied_embeddings) n += t.n_bytes;
+  for (const auto& [name, t] : views_)
+    if (name != names::kTokenEmbd || spec_.tied_embeddings) n += t.n_bytes;
   // An MoE layer's experts share one shape and export format, so a token reads n_expert_used /
   // n_expert of their bytes.
   for (int64_t i = 0; i < spec_.n_layer(); ++i) {
@@ -225,7 +271,7 @@ uint64_t Model::bytes_per_token() const {
     uint64_t experts = 0;
     for (int64_t e = 0; e < l.n_expert; ++e)
       for (const char* s : {names::kFfnGate, names::kFfnUp, names::kFfnDown})
-        experts += file_->find(names::expert(i, e, s))->n_bytes;  // present: checked at load
+        experts += view(names::expert(i, e, s)).n_bytes;  // present: checked at load
     n -= experts - experts * static_cast<uint64_t>(l.n_expert_used) / static_cast<uint64_t>(l.n_expert);
   }
   return n;

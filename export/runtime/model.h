@@ -1,9 +1,11 @@
-// The standalone CPU runtime: runs an mmapped .slm artifact with no LibTorch, HDF5 or yaml-cpp.
+// The standalone CPU runtime: runs an mmapped .slm artifact or GGUF file (llama.cpp's, in the
+// architectures and types export/format/gguf_model.h maps) with no LibTorch, HDF5 or yaml-cpp.
 // Model holds the validated file and views of its tensors; Session holds one sequence's KV cache
 // and scratch buffers and runs the forward pass (a batch of prompt tokens, or one decode token).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -11,6 +13,7 @@
 
 #include "compress/core/model_spec.h"
 #include "compress/tokenizer/tokenizer.h"
+#include "export/format/gguf_model.h"
 #include "export/format/slm_format.h"
 #include "export/runtime/huge_buffer.h"
 #include "export/runtime/kernels.h"
@@ -52,11 +55,14 @@ struct LayerWeights {
 
 class Model {
  public:
-  // Maps and validates `path`; checks every tensor the spec needs is there with the right shape.
+  // Maps and validates `path` (an .slm, or a GGUF file by its magic); checks every tensor the
+  // spec needs is there with the right shape.
   explicit Model(const std::string& path);
 
   const ModelSpec& spec() const { return spec_; }
-  const format::SlmFile& file() const { return *file_; }
+  const std::string& path() const { return path_; }
+  uint64_t file_bytes() const { return file_bytes_; }
+  std::map<std::string, uint64_t> bytes_by_format() const;  // stored tensor bytes per format
   // nullptr when the artifact carries no tokenizer.
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   const Matrix& token_embd() const { return token_embd_; }
@@ -72,10 +78,26 @@ class Model {
   uint64_t weight_bytes() const;  // all tensor bytes in the file
 
  private:
+  // A canonical tensor's bytes wherever they live (the mapping, or a reordered copy).
+  struct TensorView {
+    codec::Format format = codec::Format::kF32;
+    std::vector<int64_t> shape;
+    const uint8_t* data = nullptr;
+    uint64_t n_bytes = 0;
+    const format::SlmTensor* slm = nullptr;  // .slm files: pages can be released after packing
+  };
+  void open_slm(const std::string& path);
+  void open_gguf(const std::string& path);
+  const TensorView& view(const std::string& name) const;
   const float* vector(const std::string& name, int64_t n);
   Matrix matrix(const std::string& name, int64_t rows, int64_t cols);
 
-  std::unique_ptr<format::SlmFile> file_;
+  std::string path_;
+  std::unique_ptr<format::SlmFile> slm_;
+  std::unique_ptr<format::GgufFile> gguf_;
+  uint64_t file_bytes_ = 0;
+  std::map<std::string, TensorView> views_;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_bytes_;  // reordered GGUF q/k rows
   ModelSpec spec_;
   std::unique_ptr<Tokenizer> tokenizer_;
   Matrix token_embd_, output_;

@@ -7,20 +7,30 @@
 
 #include "compress/core/error.h"
 #include "compress/core/float16.h"
+#include "quantize/codec/kquants.h"
 
 namespace slmc::codec {
 
 namespace {
 
 const std::vector<FormatInfo> kFormats = {
-    {Format::kF32, "f32", 1, 4, false, "32-bit float, lossless"},
-    {Format::kF16, "f16", 1, 2, false, "IEEE half, round to nearest even"},
-    {Format::kBF16, "bf16", 1, 2, false, "bfloat16, round to nearest even"},
-    {Format::kQ8_0, "q8_0", 32, 34, true, "ggml Q8_0: int8, 32-weight blocks, fp16 scale"},
-    {Format::kQ4_0, "q4_0", 32, 18, true, "ggml Q4_0: int4, 32-weight blocks, fp16 scale"},
-    {Format::kQ4_G64, "q4_g64", 64, 36, true, "int4, 64-weight groups, fp16 scale and zero point"},
+    {Format::kF32, "f32", 1, 4, false, "32-bit float, lossless", 0},
+    {Format::kF16, "f16", 1, 2, false, "IEEE half, round to nearest even", 0},
+    {Format::kBF16, "bf16", 1, 2, false, "bfloat16, round to nearest even", 0},
+    {Format::kQ8_0, "q8_0", 32, 34, true, "ggml Q8_0: int8, 32-weight blocks, fp16 scale", 32},
+    {Format::kQ4_0, "q4_0", 32, 18, true, "ggml Q4_0: int4, 32-weight blocks, fp16 scale", 32},
+    {Format::kQ4_G64, "q4_g64", 64, 36, true, "int4, 64-weight groups, fp16 scale and zero point",
+     64},
     {Format::kQ4_G128, "q4_g128", 128, 68, true,
-     "int4, 128-weight groups, fp16 scale and zero point"},
+     "int4, 128-weight groups, fp16 scale and zero point", 128},
+    {Format::kQ4_K, "q4_k", 256, 144, true,
+     "ggml Q4_K: int4, 256-weight super-blocks of 8 x 32 with 6-bit scales and mins", 32},
+    {Format::kQ5_K, "q5_k", 256, 176, true,
+     "ggml Q5_K: int5, 256-weight super-blocks of 8 x 32 with 6-bit scales and mins", 32},
+    {Format::kQ6_K, "q6_k", 256, 210, true,
+     "ggml Q6_K: int6, 256-weight super-blocks of 16 x 16 with 8-bit scales", 16},
+    {Format::kQ8_K, "q8_k", 256, 292, true,
+     "ggml Q8_K: int8, 256-weight blocks, fp32 scale (ggml's K-quant activations)", 0},
 };
 
 void quantize_q8_0(const float* x, int64_t nb, BlockQ8_0* y) {
@@ -158,6 +168,34 @@ void quantize_row_ref(Format f, const float* x, int64_t n, void* out) {
       return quantize_q4g<64>(x, nb, static_cast<BlockQ4G64*>(out));
     case Format::kQ4_G128:
       return quantize_q4g<128>(x, nb, static_cast<BlockQ4G128*>(out));
+    case Format::kQ4_K:
+      return kquants::quantize_q4_k_ref(x, nb, static_cast<BlockQ4_K*>(out));
+    case Format::kQ5_K:
+      return kquants::quantize_q5_k_ref(x, nb, static_cast<BlockQ5_K*>(out));
+    case Format::kQ6_K:
+      return kquants::quantize_q6_k_ref(x, nb, static_cast<BlockQ6_K*>(out));
+    case Format::kQ8_K:
+      return kquants::quantize_q8_k_ref(x, nb, static_cast<BlockQ8_K*>(out));
+  }
+}
+
+bool is_k_quant(Format f) {
+  return f == Format::kQ4_K || f == Format::kQ5_K || f == Format::kQ6_K || f == Format::kQ8_K;
+}
+
+void quantize_row_weighted_ref(Format f, const float* x, const float* weights, int64_t n,
+                               void* out) {
+  const int64_t nb = static_cast<int64_t>(row_bytes(f, n)) / format_info(f).block_bytes;
+  SLMC_CHECK(weights != nullptr, "quantize_row_weighted_ref: no weights");
+  switch (f) {
+    case Format::kQ4_K:
+      return kquants::quantize_q4_k_weighted(x, nb, weights, static_cast<BlockQ4_K*>(out));
+    case Format::kQ5_K:
+      return kquants::quantize_q5_k_weighted(x, nb, weights, static_cast<BlockQ5_K*>(out));
+    case Format::kQ6_K:
+      return kquants::quantize_q6_k_weighted(x, nb, weights, static_cast<BlockQ6_K*>(out));
+    default:
+      fail("format ", format_info(f).name, " has no importance-weighted quantizer");
   }
 }
 
@@ -196,6 +234,14 @@ void dequantize_row_ref(Format f, const void* in, int64_t n, float* y) {
       return dequantize_q4g<64>(static_cast<const BlockQ4G64*>(in), nb, y);
     case Format::kQ4_G128:
       return dequantize_q4g<128>(static_cast<const BlockQ4G128*>(in), nb, y);
+    case Format::kQ4_K:
+      return kquants::dequantize_q4_k(static_cast<const BlockQ4_K*>(in), nb, y);
+    case Format::kQ5_K:
+      return kquants::dequantize_q5_k(static_cast<const BlockQ5_K*>(in), nb, y);
+    case Format::kQ6_K:
+      return kquants::dequantize_q6_k(static_cast<const BlockQ6_K*>(in), nb, y);
+    case Format::kQ8_K:
+      return kquants::dequantize_q8_k(static_cast<const BlockQ8_K*>(in), nb, y);
   }
 }
 
@@ -216,14 +262,79 @@ std::vector<float> dequantize_ref(Format f, const uint8_t* bytes, int64_t rows, 
 
 int Grid::code(float x) const {
   if (d == 0.0f) return std::max(qmin, std::min(qmax, static_cast<int>(std::lround(z))));
-  const float q = std::nearbyint(x / d + z);
+  const float q = std::nearbyint((x + m) / d + z);  // m = 0: exactly x / d + z
   if (!(q >= static_cast<float>(qmin))) return qmin;  // also NaN
   if (q > static_cast<float>(qmax)) return qmax;
   return static_cast<int>(q);
 }
 
 bool has_grid(Format f) {
-  return f == Format::kQ8_0 || f == Format::kQ4_0 || f == Format::kQ4_G64 || f == Format::kQ4_G128;
+  return f == Format::kQ8_0 || f == Format::kQ4_0 || f == Format::kQ4_G64 ||
+         f == Format::kQ4_G128 || f == Format::kQ4_K || f == Format::kQ5_K || f == Format::kQ6_K;
+}
+
+namespace {
+
+// The sub-block grids a stored Q4_K / Q5_K / Q6_K super-block decodes with.
+void grids_of_k4(const uint8_t* scales, uint16_t d16, uint16_t dmin16, int qmax, Grid* grids) {
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, mc;
+    kquants::get_scale_min_k4(j, scales, &sc, &mc);
+    Grid& g = grids[j];
+    g = Grid{};
+    g.d = f16_to_f32(d16) * sc;
+    g.m = f16_to_f32(dmin16) * mc;
+    g.qmin = 0;
+    g.qmax = qmax;
+    g.kd = d16;
+    g.kdmin = dmin16;
+    g.ksc = sc;
+    g.kmin = mc;
+  }
+}
+
+void grids_of_q6_k(const BlockQ6_K& b, Grid* grids) {
+  for (int j = 0; j < 16; ++j) {
+    Grid& g = grids[j];
+    g = Grid{};
+    g.d = f16_to_f32(b.d) * b.scales[j];
+    g.z = 32;
+    g.qmin = 0;
+    g.qmax = 63;
+    g.kd = b.d;
+    g.ksc = b.scales[j];
+  }
+}
+
+}  // namespace
+
+void choose_grids(Format f, const float* x, const float* weights, Grid* grids) {
+  const int bs = format_info(f).block_size;
+  auto quantize_block = [&](void* blk) {
+    if (weights)
+      quantize_row_weighted_ref(f, x, weights, bs, blk);
+    else
+      quantize_row_ref(f, x, bs, blk);
+  };
+  switch (f) {
+    case Format::kQ4_K: {
+      BlockQ4_K b;
+      quantize_block(&b);
+      return grids_of_k4(b.scales, b.d, b.dmin, 15, grids);
+    }
+    case Format::kQ5_K: {
+      BlockQ5_K b;
+      quantize_block(&b);
+      return grids_of_k4(b.scales, b.d, b.dmin, 31, grids);
+    }
+    case Format::kQ6_K: {
+      BlockQ6_K b;
+      quantize_block(&b);
+      return grids_of_q6_k(b, grids);
+    }
+    default:
+      grids[0] = choose_grid(f, x);
+  }
 }
 
 Grid choose_grid(Format f, const float* x, float scale, bool symmetric, int64_t n) {
@@ -270,6 +381,11 @@ Grid choose_grid(Format f, const float* x, float scale, bool symmetric, int64_t 
       g.qmax = 15;
       return g;
     }
+    case Format::kQ4_K:
+    case Format::kQ5_K:
+    case Format::kQ6_K:
+      fail("format ", format_info(f).name,
+           " has one grid per sub-block with shared super-block scales: use choose_grids");
     default:
       fail("format ", format_info(f).name, " has no integer grid");
   }
@@ -322,6 +438,80 @@ void pack_row(Format f, const int* codes, const Grid* grids, int64_t n, void* ou
           check(b * bs + j + half, grids[b]);
           blk[4 + j] = static_cast<uint8_t>(codes[b * bs + j] | (codes[b * bs + j + half] << 4));
         }
+      }
+      return;
+    }
+    case Format::kQ4_K:
+    case Format::kQ5_K: {
+      const bool q5 = f == Format::kQ5_K;
+      uint8_t* base = static_cast<uint8_t*>(out);
+      for (int64_t b = 0; b < nb; ++b) {
+        const Grid* g = grids + b * 8;
+        const int* c = codes + b * kquants::kQK;
+        uint8_t ls[8], lm[8];
+        uint8_t L[kquants::kQK];
+        for (int j = 0; j < 8; ++j) {
+          SLMC_CHECK(g[j].kd == g[0].kd && g[j].kdmin == g[0].kdmin && g[j].ksc >= 0 &&
+                         g[j].ksc < 64 && g[j].kmin >= 0 && g[j].kmin < 64,
+                     "pack_row: ", format_info(f).name, " super-block ", b,
+                     " has sub-block grids with different super-block scales or codes out of range");
+          ls[j] = static_cast<uint8_t>(g[j].ksc);
+          lm[j] = static_cast<uint8_t>(g[j].kmin);
+          for (int l = 0; l < 32; ++l) {
+            check(b * kquants::kQK + 32 * j + l, g[j]);
+            L[32 * j + l] = static_cast<uint8_t>(c[32 * j + l]);
+          }
+        }
+        // The same tails as ggml's quantizers (kquants.cpp), on the chosen codes.
+        if (q5) {
+          auto* y = reinterpret_cast<BlockQ5_K*>(base) + b;
+          y->d = g[0].kd;
+          y->dmin = g[0].kdmin;
+          kquants::set_scale_min_k4(ls, lm, y->scales);
+          std::memset(y->qh, 0, sizeof(y->qh));
+          for (int n0 = 0, sh = 0; n0 < kquants::kQK; n0 += 64, sh += 2)
+            for (int l = 0; l < 32; ++l) {
+              const int l1 = L[n0 + l], l2 = L[n0 + l + 32];
+              y->qh[l] = static_cast<uint8_t>(y->qh[l] | ((l1 >> 4) << sh) | ((l2 >> 4) << (sh + 1)));
+              y->qs[n0 / 2 + l] = static_cast<uint8_t>((l1 & 15) | ((l2 & 15) << 4));
+            }
+        } else {
+          auto* y = reinterpret_cast<BlockQ4_K*>(base) + b;
+          y->d = g[0].kd;
+          y->dmin = g[0].kdmin;
+          kquants::set_scale_min_k4(ls, lm, y->scales);
+          for (int n0 = 0; n0 < kquants::kQK; n0 += 64)
+            for (int l = 0; l < 32; ++l)
+              y->qs[n0 / 2 + l] = static_cast<uint8_t>(L[n0 + l] | (L[n0 + l + 32] << 4));
+        }
+      }
+      return;
+    }
+    case Format::kQ6_K: {
+      auto* y = static_cast<BlockQ6_K*>(out);
+      for (int64_t b = 0; b < nb; ++b) {
+        const Grid* g = grids + b * 16;
+        const int* c = codes + b * kquants::kQK;
+        y[b].d = g[0].kd;
+        uint8_t L[kquants::kQK];
+        for (int j = 0; j < 16; ++j) {
+          SLMC_CHECK(g[j].kd == g[0].kd && g[j].ksc >= -128 && g[j].ksc <= 127 && g[j].z == 32.0f,
+                     "pack_row: q6_k super-block ", b,
+                     " has sub-block grids with different super-block scales or codes out of range");
+          y[b].scales[j] = static_cast<int8_t>(g[j].ksc);
+          for (int l = 0; l < 16; ++l) {
+            check(b * kquants::kQK + 16 * j + l, g[j]);
+            L[16 * j + l] = static_cast<uint8_t>(c[16 * j + l]);
+          }
+        }
+        for (int h = 0; h < 2; ++h)
+          for (int l = 0; l < 32; ++l) {
+            const uint8_t* q = L + 128 * h + l;
+            y[b].ql[64 * h + l] = static_cast<uint8_t>((q[0] & 0xF) | ((q[64] & 0xF) << 4));
+            y[b].ql[64 * h + 32 + l] = static_cast<uint8_t>((q[32] & 0xF) | ((q[96] & 0xF) << 4));
+            y[b].qh[32 * h + l] = static_cast<uint8_t>((q[0] >> 4) | ((q[32] >> 4) << 2) |
+                                                       ((q[64] >> 4) << 4) | ((q[96] >> 4) << 6));
+          }
       }
       return;
     }

@@ -293,9 +293,10 @@ TEST(SlmExportCli, BadInputExits2WithOneLine) {
   EXPECT_EQ(r.err.rfind("slmc: error: /nonexistent/m.bin", 0), 0u) << r.err;
   EXPECT_FALSE(fs::exists(dir.file("x.slm")));
 
-  const Result g = slmc("export --model " + q(kStories) + " --format gguf -o " + q(dir.file("x")));
+  const Result g =
+      slmc("export --model " + q(kStories) + " --format safetensors -o " + q(dir.file("x")));
   EXPECT_EQ(g.code, 2) << g.err;
-  EXPECT_NE(g.err.find("gguf and safetensors come later"), std::string::npos) << g.err;
+  EXPECT_NE(g.err.find("slm or gguf (safetensors comes later)"), std::string::npos) << g.err;
   const Result t = slmc("export --model " + q(kStories) + " --type q3_k -o " + q(dir.file("x")));
   EXPECT_EQ(t.code, 2) << t.err;
   EXPECT_NE(t.err.find("q4_g128"), std::string::npos) << t.err;  // the choices, from the table

@@ -217,6 +217,44 @@ TEST(GptqTest, BeatsRoundToNearestOnCorrelatedInputs) {
   }
 }
 
+// The K-quants: GPTQ (super-block grids from ggml's importance-weighted search with diag(H) as
+// the importances, then the error-propagating sweep) against ggml's own quantizers on the same
+// correlated inputs: round to nearest (quantize_row_qX_K_ref, llama-quantize without an imatrix)
+// and the importance-weighted search alone with diag(H) as its imatrix (what llama-quantize
+// --imatrix does). GPTQ must beat both; the bars are set below the measured ratios (printed).
+TEST(GptqTest, KQuantsBeatGgmlsQuantizers) {
+  const int64_t rows = 64, cols = 512;
+  const torch::Tensor H = hessian(correlated_inputs(2048, cols, 7));
+  torch::manual_seed(8);
+  const torch::Tensor W = 0.02 * torch::randn({rows, cols});
+  const torch::Tensor hd = H.diagonal().to(torch::kFloat32).contiguous();
+  for (Format f : {Format::kQ4_K, Format::kQ5_K, Format::kQ6_K}) {
+    for (bool act_order : {true, false}) {
+      GptqOptions o;
+      o.act_order = act_order;
+      o.static_groups = act_order;
+      const QuantResult g = gptq_quantize(W, H, f, o);
+      const QuantResult r = rtn_quantize(W, f, H);
+      // ggml's weighted quantizer, row by row, with diag(H) as the imatrix.
+      const torch::Tensor w = W.contiguous();
+      std::vector<uint8_t> bytes(codec::row_bytes(f, cols) * rows);
+      for (int64_t i = 0; i < rows; ++i)
+        codec::quantize_row_weighted_ref(f, w.data_ptr<float>() + i * cols, hd.data_ptr<float>(),
+                                         cols, bytes.data() + i * codec::row_bytes(f, cols));
+      std::vector<float> deq = codec::dequantize_ref(f, bytes.data(), rows, cols);
+      const double imat = rel_output_error(W, torch::from_blob(deq.data(), {rows, cols}), H);
+      std::printf("[ gain     ] %-5s act_order %d  GPTQ %.4g  RTN %.4g (%.3f)  imatrix %.4g (%.3f)\n",
+                  codec::format_info(f).name, act_order, g.rel_output_error, r.rel_output_error,
+                  g.rel_output_error / r.rel_output_error, imat, g.rel_output_error / imat);
+      EXPECT_LT(g.rel_output_error, 0.7 * r.rel_output_error) << codec::format_info(f).name;
+      EXPECT_LT(g.rel_output_error, 0.8 * imat) << codec::format_info(f).name;
+      // The stored bytes decode to exactly what the sweep used.
+      std::vector<float> back = codec::dequantize_ref(f, g.packed.bytes.data(), rows, cols);
+      EXPECT_TRUE(torch::equal(torch::from_blob(back.data(), {rows, cols}), g.dequant));
+    }
+  }
+}
+
 // Lazy batching only reorders float sums: any block_size gives the same result up to midpoint
 // flips, with and without static groups (the non-static grids see every update so far, also the
 // pending ones of the current batch, which is what makes this hold for q4_0's 32-column groups).

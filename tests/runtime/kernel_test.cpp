@@ -60,6 +60,7 @@ bool amx_kernels_for(Isa isa, codec::Format f, WeightLayout layout) {
 
 std::vector<int64_t> cols_for(Format f) {
   if (!codec::format_info(f).quantized) return {1, 7, 31, 32, 33, 64, 127, 128, 4096, 4097};
+  if (codec::is_k_quant(f)) return {256, 768, 4352};  // 1, 3 and 17 super-blocks
   std::vector<int64_t> out;
   for (int64_t n : {32, 64, 96, 128, 160, 192, 256, 320, 384, 4064, 4096, 4128, 4160, 4224})
     if (codec::row_fits(f, n)) out.push_back(n);
@@ -138,7 +139,8 @@ struct Expected {
 Expected reference(Format f, const Weights& w, int64_t rows, int64_t cols,
                    const std::vector<float>& x, int64_t T, const Acts& acts) {
   Expected e;
-  const bool quantized = codec::format_info(f).quantized;
+  // Integer activations carry a quantization error; the K-quants take fp32 activations.
+  const bool quantized = acts.block > 1;
   const double step = act_step(acts.precision);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t r = 0; r < rows; ++r) {
