@@ -151,6 +151,7 @@ Model::Model(const std::string& path) : file_(std::make_unique<format::SlmFile>(
   for (const TensorDecl& d : expected_tensors(spec_)) known.insert(d.name);
   for (const format::SlmTensor& t : file_->tensors())
     SLMC_CHECK(known.count(t.name), path, ": unexpected tensor ", t.name, " for this spec");
+  for (const format::SlmTensor& t : file_->tensors()) format::check_finite(*file_, t);  // NaN/Inf
   size_t packed_bytes = 0;
   for (const format::SlmTensor& t : file_->tensors())
     if (has_packed_layout(t.format)) packed_bytes += (t.n_bytes + 63) / 64 * 64;
