@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: install, build, run every ctest test (GoogleTest, the SentencePiece oracle,
 # PyTorch goldens, CLI end-to-end), then the sanitizer job: the deployable part (core, tokenizer,
-# codec, .slm format, runtime) built without LibTorch under ASan + UBSan, and its tests.
+# codec, .slm format, runtime) built without LibTorch under ASan + UBSan, and its tests; then the
+# fuzz job: every libFuzzer harness of tests/fuzz for SLMC_FUZZ_SECONDS (default 10) each.
 # Reads ../shared/data when present (CI has it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +18,11 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSLMC_WITH_TORCH=OFF
 cmake --build build-asan -j"$(nproc)" >&2
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$(nproc)" "$@"
+
+echo "== fuzz job (libFuzzer + ASan + UBSan on the torch-free parsers, tests/fuzz) ==" >&2
+# Each harness for a short fixed budget, two at a time; a finding fails CI and its input is kept
+# in build-fuzz/fuzz/artifacts/. bench/fuzz.sh runs the same harnesses for hours.
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+  -DSLMC_FUZZ=ON >&2
+cmake --build build-fuzz -j"$(nproc)" >&2
+bash tests/fuzz/run_fuzzers.sh build-fuzz "${SLMC_FUZZ_SECONDS:-10}" "$(nproc)"

@@ -80,6 +80,16 @@ inline void expect_error(const std::function<void()>& fn,
   ADD_FAILURE() << "expected slmc::Error, nothing was thrown";
 }
 
+// Peak resident memory of this process so far (VmHWM), in KiB; 0 if unknown. Tests that bound
+// what a reader allocates compare it before and after.
+inline long peak_rss_kb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return 0;
+}
+
 // The message of the slmc::Error `fn` throws, "" if it throws none.
 inline std::string error_of(const std::function<void()>& fn) {
   try {

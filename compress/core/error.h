@@ -4,6 +4,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace slmc {
@@ -30,6 +31,33 @@ std::string str_cat(Args&&... args) {
   std::ostringstream os;
   detail::append(os, std::forward<Args>(args)...);
   return os.str();
+}
+
+// `s` made safe for a one-line message: bytes outside printable ASCII as \xNN (and, with
+// `escape_quotes`, '"' and '\\' too), cut after `max_bytes` with "...". For text from files and
+// from libraries that echo their input (yaml-cpp puts the offending character in its messages).
+inline std::string printable(std::string_view s, size_t max_bytes = 200, bool escape_quotes = false) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max_bytes; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && !(escape_quotes && (c == '"' || c == '\\'))) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  if (s.size() > max_bytes) out += "...";
+  return out;
+}
+
+// `s` in double quotes for a one-line message (names from untrusted files can be long).
+inline std::string quoted_excerpt(std::string_view s, size_t max_bytes = 60) {
+  std::string out = "\"" + printable(s.substr(0, max_bytes), max_bytes, true) + "\"";
+  if (s.size() > max_bytes) out += "...";
+  return out;
 }
 
 template <typename... Args>

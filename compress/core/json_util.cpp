@@ -102,4 +102,73 @@ std::string get_string(const nlohmann::json& v, const std::string& what, size_t 
   return s;
 }
 
+ObjectReader::ObjectReader(const nlohmann::json& j, std::string origin, std::string path)
+    : j_(j), origin_(std::move(origin)), path_(std::move(path)) {
+  SLMC_CHECK(j_.is_object(), origin_, path_.empty() ? ": expected a JSON object"
+                                                    : ": key '" + path_ + "' must be an object",
+             ", got ", excerpt(j_));
+}
+
+std::string ObjectReader::what(const char* key) const {
+  return str_cat(origin_, ": key '", path_, path_.empty() ? "" : ".", key, "'");
+}
+
+bool ObjectReader::contains(const char* key) const { return j_.contains(key); }
+
+bool ObjectReader::has(const char* key) const {
+  const auto it = j_.find(key);
+  return it != j_.end() && !it->is_null();
+}
+
+const nlohmann::json& ObjectReader::at(const char* key) const {
+  SLMC_CHECK(has(key), origin_, ": missing required key '", path_, path_.empty() ? "" : ".", key,
+             "'");
+  return *j_.find(key);
+}
+
+int64_t ObjectReader::req_int(const char* key, int64_t lo, int64_t hi) const {
+  return get_int(at(key), what(key), lo, hi);
+}
+int64_t ObjectReader::opt_int(const char* key, int64_t def, int64_t lo, int64_t hi) const {
+  return has(key) ? req_int(key, lo, hi) : def;
+}
+double ObjectReader::req_number(const char* key, double lo, double hi) const {
+  return get_number(at(key), what(key), lo, hi);
+}
+double ObjectReader::opt_number(const char* key, double def, double lo, double hi) const {
+  return has(key) ? req_number(key, lo, hi) : def;
+}
+bool ObjectReader::req_bool(const char* key) const { return get_bool(at(key), what(key)); }
+bool ObjectReader::opt_bool(const char* key, bool def) const {
+  return has(key) ? req_bool(key) : def;
+}
+std::string ObjectReader::req_string(const char* key) const {
+  return get_string(at(key), what(key));
+}
+std::string ObjectReader::opt_string(const char* key, const std::string& def) const {
+  return has(key) ? req_string(key) : def;
+}
+
+ObjectReader ObjectReader::object(const char* key) const {
+  return ObjectReader(at(key), origin_, str_cat(path_, path_.empty() ? "" : ".", key));
+}
+
+const nlohmann::json& ObjectReader::array(const char* key, size_t max_size) const {
+  const nlohmann::json& v = at(key);
+  SLMC_CHECK(v.is_array(), what(key), " must be a list, got ", excerpt(v));
+  SLMC_CHECK(v.size() <= max_size, what(key), " has ", v.size(), " elements (at most ", max_size,
+             ")");
+  return v;
+}
+
+std::string ObjectReader::element_what(const char* key, size_t i) const {
+  return str_cat(origin_, ": key '", path_, path_.empty() ? "" : ".", key, "[", i, "]'");
+}
+
+ObjectReader ObjectReader::element(const char* key, size_t i) const {
+  const nlohmann::json& v = at(key);
+  SLMC_CHECK(v.is_array() && i < v.size(), element_what(key, i), " is missing");
+  return ObjectReader(v[i], origin_, str_cat(path_, path_.empty() ? "" : ".", key, "[", i, "]"));
+}
+
 }  // namespace slmc::checked_json

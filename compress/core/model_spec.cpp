@@ -1,9 +1,11 @@
 #include "compress/core/model_spec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "compress/core/error.h"
+#include "compress/core/json_util.h"
 
 namespace slmc {
 
@@ -52,44 +54,60 @@ bool activation_from_name(const std::string& name, Activation* out) {
 }
 
 void ModelSpec::validate() const {
-  SLMC_CHECK(vocab > 0, "model spec: vocab must be > 0, got ", vocab);
-  SLMC_CHECK(d_model > 0, "model spec: d_model must be > 0, got ", d_model);
-  SLMC_CHECK(max_seq > 0, "model spec: max_seq must be > 0, got ", max_seq);
+  using L = SpecLimits;
+  SLMC_CHECK(vocab > 0 && vocab <= L::kMaxVocab, "model spec: vocab ", vocab, " is outside [1, ",
+             L::kMaxVocab, "]");
+  SLMC_CHECK(d_model > 0 && d_model <= L::kMaxDim, "model spec: d_model ", d_model,
+             " is outside [1, ", L::kMaxDim, "]");
+  SLMC_CHECK(max_seq > 0 && max_seq <= L::kMaxSeq, "model spec: max_seq ", max_seq,
+             " is outside [1, ", L::kMaxSeq, "]");
   SLMC_CHECK(!layers.empty(), "model spec: no layers");
+  SLMC_CHECK(n_layer() <= L::kMaxLayers, "model spec: ", n_layer(), " layers (at most ",
+             L::kMaxLayers, ")");
   SLMC_CHECK(norm_eps > 0 && norm_eps < 1, "model spec: norm_eps out of range: ", norm_eps);
   SLMC_CHECK(rope_scaling.type == "none" || rope_scaling.type == "llama3" ||
                  rope_scaling.type == "linear",
-             "model spec: unsupported rope scaling type '", rope_scaling.type, "'");
+             "model spec: unsupported rope scaling type '", rope_scaling.type.substr(0, 40), "'");
   if (rope_scaling.type == "linear")
     SLMC_CHECK(rope_scaling.factor > 0 && std::isfinite(rope_scaling.factor),
                "model spec: linear rope scaling factor must be > 0, got ", rope_scaling.factor);
   SLMC_CHECK(embed_scale > 0 && std::isfinite(embed_scale), "model spec: embed_scale must be > 0, got ",
              embed_scale);
   if (rope_scaling.type == "llama3") {
-    SLMC_CHECK(rope_scaling.factor >= 1 && rope_scaling.low_freq_factor > 0 &&
+    SLMC_CHECK(rope_scaling.factor >= 1 && std::isfinite(rope_scaling.factor) &&
+                   rope_scaling.low_freq_factor > 0 &&
                    rope_scaling.high_freq_factor > rope_scaling.low_freq_factor &&
-                   rope_scaling.original_max_position > 0,
+                   std::isfinite(rope_scaling.high_freq_factor) &&
+                   rope_scaling.original_max_position > 0 &&
+                   rope_scaling.original_max_position <= L::kMaxSeq,
                "model spec: inconsistent llama3 rope scaling (factor ", rope_scaling.factor,
                ", low_freq_factor ", rope_scaling.low_freq_factor, ", high_freq_factor ",
-               rope_scaling.high_freq_factor, ")");
+               rope_scaling.high_freq_factor, ", original_max_position ",
+               rope_scaling.original_max_position, ")");
   }
-  SLMC_CHECK(bos_id < vocab && eos_id < vocab, "model spec: bos_id ", bos_id, " / eos_id ", eos_id,
-             " out of vocab ", vocab);
+  SLMC_CHECK(bos_id >= -1 && bos_id < vocab && eos_id >= -1 && eos_id < vocab, "model spec: bos_id ",
+             bos_id, " / eos_id ", eos_id, " out of vocab ", vocab, " (-1: none)");
   for (size_t i = 0; i < layers.size(); ++i) {
     const LayerSpec& l = layers[i];
     SLMC_CHECK(l.n_head > 0 && l.n_kv_head > 0 && l.head_dim > 0 && l.ffn_dim > 0,
                "model spec: layer ", i, " has a non-positive dim (n_head ", l.n_head,
                ", n_kv_head ", l.n_kv_head, ", head_dim ", l.head_dim, ", ffn_dim ", l.ffn_dim, ")");
+    // Each product below is of two values <= 2^20 after the first checks, so it cannot overflow.
+    SLMC_CHECK(l.n_head <= L::kMaxDim && l.head_dim <= L::kMaxDim && l.ffn_dim <= L::kMaxDim &&
+                   l.n_head * l.head_dim <= L::kMaxDim,
+               "model spec: layer ", i, ": n_head ", l.n_head, " x head_dim ", l.head_dim,
+               " and ffn_dim ", l.ffn_dim, " must each be at most ", L::kMaxDim);
     SLMC_CHECK(l.n_head % l.n_kv_head == 0, "model spec: layer ", i, ": n_head ", l.n_head,
                " is not a multiple of n_kv_head ", l.n_kv_head);
     SLMC_CHECK(l.head_dim % 2 == 0, "model spec: layer ", i, ": head_dim ", l.head_dim,
                " must be even for RoPE");
     SLMC_CHECK(l.window >= 0, "model spec: layer ", i, ": negative window ", l.window);
-    SLMC_CHECK(l.rope_theta > 0, "model spec: layer ", i, ": rope_theta ", l.rope_theta);
+    SLMC_CHECK(l.rope_theta > 0 && std::isfinite(l.rope_theta), "model spec: layer ", i,
+               ": rope_theta ", l.rope_theta);
     SLMC_CHECK(l.attn_scale >= 0 && std::isfinite(l.attn_scale), "model spec: layer ", i,
                ": attn_scale ", l.attn_scale);
-    SLMC_CHECK(l.n_expert >= 0 && l.n_expert <= 4096, "model spec: layer ", i, ": n_expert ",
-               l.n_expert, " outside [0, 4096]");
+    SLMC_CHECK(l.n_expert >= 0 && l.n_expert <= L::kMaxExperts, "model spec: layer ", i,
+               ": n_expert ", l.n_expert, " outside [0, ", L::kMaxExperts, "]");
     if (l.n_expert > 0)
       SLMC_CHECK(l.n_expert_used >= 1 && l.n_expert_used <= l.n_expert, "model spec: layer ", i,
                  ": n_expert_used ", l.n_expert_used, " must be in [1, n_expert ", l.n_expert, "]");
@@ -99,6 +117,28 @@ void ModelSpec::validate() const {
     SLMC_CHECK(!(l.is_moe() && l.mlp_bias), "model spec: layer ", i,
                ": MLP biases are not supported with experts");
   }
+  const int64_t n_tensors = min_tensor_count();
+  int64_t max_expert = 0;
+  for (const LayerSpec& l : layers) max_expert = std::max(max_expert, l.n_expert);
+  SLMC_CHECK(n_tensors <= L::kMaxTensors, "model spec: key 'layers' holds ", n_layer(),
+             " layers with n_expert up to ", max_expert, ": they imply at least ", n_tensors,
+             " tensors (at most ", L::kMaxTensors, ")");
+  // In double: the int64 count of n_params() is only safe below this bound.
+  double params = 2.0 * static_cast<double>(vocab) * static_cast<double>(d_model);
+  for (const LayerSpec& l : layers) {
+    const double experts = static_cast<double>(std::max<int64_t>(l.n_expert, 1));
+    params += static_cast<double>(d_model) *
+              (2.0 * static_cast<double>((l.n_head + l.n_kv_head) * l.head_dim) +
+               3.0 * experts * static_cast<double>(l.ffn_dim) + experts + 8.0);
+  }
+  SLMC_CHECK(params <= L::kMaxParams, "model spec: the shapes imply ", params,
+             " weights (at most ", L::kMaxParams, ")");
+}
+
+int64_t ModelSpec::min_tensor_count() const {
+  int64_t n = 2;  // embedding, final norm
+  for (const LayerSpec& l : layers) n += 4 + 2 * std::max<int64_t>(1, l.n_expert);
+  return n;
 }
 
 double LayerSpec::softmax_scale() const {
@@ -164,56 +204,59 @@ std::string ModelSpec::to_json() const {
 }
 
 ModelSpec ModelSpec::from_json(const std::string& text, const std::string& origin) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(origin, ": model spec is not valid JSON: ", e.what());
-  }
+  using L = SpecLimits;
+  const nlohmann::json j = checked_json::parse(text, origin);
+  const checked_json::ObjectReader r(j, origin);
   ModelSpec s;
-  try {
-    const std::string fam = j.at("family").get<std::string>();
-    SLMC_CHECK(family_from_name(fam, &s.family), origin, ": unknown family '", fam, "'");
-    const std::string act = j.at("act").get<std::string>();
-    SLMC_CHECK(activation_from_name(act, &s.act), origin, ": unknown act '", act, "'");
-    s.vocab = j.at("vocab").get<int64_t>();
-    s.d_model = j.at("d_model").get<int64_t>();
-    s.max_seq = j.at("max_seq").get<int64_t>();
-    s.norm_eps = j.at("norm_eps").get<double>();
-    s.tied_embeddings = j.at("tied_embeddings").get<bool>();
-    s.bos_id = j.at("bos_id").get<int64_t>();
-    s.eos_id = j.at("eos_id").get<int64_t>();
-    // Keys added after the first .slm files were written: absent means the old meaning.
-    s.embed_scale = j.value("embed_scale", 1.0);
-    const auto& rs = j.at("rope_scaling");
-    s.rope_scaling.type = rs.at("type").get<std::string>();
-    s.rope_scaling.factor = rs.at("factor").get<double>();
-    s.rope_scaling.low_freq_factor = rs.at("low_freq_factor").get<double>();
-    s.rope_scaling.high_freq_factor = rs.at("high_freq_factor").get<double>();
-    s.rope_scaling.original_max_position = rs.at("original_max_position").get<int64_t>();
-    for (const auto& l : j.at("layers")) {
-      LayerSpec ls;
-      ls.n_head = l.at("n_head").get<int64_t>();
-      ls.n_kv_head = l.at("n_kv_head").get<int64_t>();
-      ls.head_dim = l.at("head_dim").get<int64_t>();
-      ls.ffn_dim = l.at("ffn_dim").get<int64_t>();
-      ls.attn_qkv_bias = l.at("attn_qkv_bias").get<bool>();
-      ls.attn_out_bias = l.at("attn_out_bias").get<bool>();
-      ls.mlp_bias = l.at("mlp_bias").get<bool>();
-      ls.window = l.at("window").get<int64_t>();
-      ls.rope_theta = l.at("rope_theta").get<double>();
-      ls.rope_scaled = l.value("rope_scaled", true);
-      ls.qk_norm = l.value("qk_norm", false);
-      ls.post_norms = l.value("post_norms", false);
-      ls.attn_scale = l.value("attn_scale", 0.0);
-      ls.n_expert = l.value("n_expert", int64_t{0});
-      ls.n_expert_used = l.value("n_expert_used", int64_t{0});
-      s.layers.push_back(ls);
-    }
-  } catch (const nlohmann::json::exception& e) {
-    fail(origin, ": model spec: ", e.what());
+  const std::string fam = r.req_string("family");
+  SLMC_CHECK(family_from_name(fam, &s.family), r.what("family"), ": unknown family ",
+             checked_json::excerpt(r.at("family")));
+  const std::string act = r.req_string("act");
+  SLMC_CHECK(activation_from_name(act, &s.act), r.what("act"), ": unknown activation ",
+             checked_json::excerpt(r.at("act")));
+  s.vocab = r.req_int("vocab", 1, L::kMaxVocab);
+  s.d_model = r.req_int("d_model", 1, L::kMaxDim);
+  s.max_seq = r.req_int("max_seq", 1, L::kMaxSeq);
+  s.norm_eps = r.req_number("norm_eps", 0, 1);
+  s.tied_embeddings = r.req_bool("tied_embeddings");
+  s.bos_id = r.req_int("bos_id", -1, L::kMaxVocab);
+  s.eos_id = r.req_int("eos_id", -1, L::kMaxVocab);
+  // Keys added after the first .slm files were written: absent means the old meaning.
+  s.embed_scale = r.opt_number("embed_scale", 1.0, 0, 1e30);
+  const checked_json::ObjectReader rs = r.object("rope_scaling");
+  s.rope_scaling.type = rs.req_string("type");
+  s.rope_scaling.factor = rs.req_number("factor", 0, 1e30);
+  s.rope_scaling.low_freq_factor = rs.req_number("low_freq_factor", 0, 1e30);
+  s.rope_scaling.high_freq_factor = rs.req_number("high_freq_factor", 0, 1e30);
+  s.rope_scaling.original_max_position = rs.req_int("original_max_position", 1, L::kMaxSeq);
+  // Bounded before the layer table is built from it.
+  const nlohmann::json& layers = r.array("layers", static_cast<size_t>(L::kMaxLayers));
+  s.layers.reserve(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const checked_json::ObjectReader l = r.element("layers", i);
+    LayerSpec ls;
+    ls.n_head = l.req_int("n_head", 1, L::kMaxDim);
+    ls.n_kv_head = l.req_int("n_kv_head", 1, L::kMaxDim);
+    ls.head_dim = l.req_int("head_dim", 1, L::kMaxDim);
+    ls.ffn_dim = l.req_int("ffn_dim", 1, L::kMaxDim);
+    ls.attn_qkv_bias = l.req_bool("attn_qkv_bias");
+    ls.attn_out_bias = l.req_bool("attn_out_bias");
+    ls.mlp_bias = l.req_bool("mlp_bias");
+    ls.window = l.req_int("window", 0, L::kMaxSeq);
+    ls.rope_theta = l.req_number("rope_theta", 0, 1e30);
+    ls.rope_scaled = l.opt_bool("rope_scaled", true);
+    ls.qk_norm = l.opt_bool("qk_norm", false);
+    ls.post_norms = l.opt_bool("post_norms", false);
+    ls.attn_scale = l.opt_number("attn_scale", 0.0, 0, 1e30);
+    ls.n_expert = l.opt_int("n_expert", 0, 0, L::kMaxExperts);
+    ls.n_expert_used = l.opt_int("n_expert_used", 0, 0, L::kMaxExperts);
+    s.layers.push_back(ls);
   }
-  s.validate();
+  try {
+    s.validate();
+  } catch (const Error& e) {
+    fail(origin, ": ", e.what());
+  }
   return s;
 }
 

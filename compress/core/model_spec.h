@@ -9,6 +9,21 @@
 
 namespace slmc {
 
+// What a model file may declare, checked by ModelSpec::validate() and by every reader before it
+// allocates anything from a count or a size in the file (compress/io/README.md lists them).
+// Real checkpoints are far inside them (Gemma 3's 262,144-token vocab, Llama 3.1 405B's 126
+// layers and 53,248-wide MLP, DeepSeek-V3's 256 experts).
+struct SpecLimits {
+  static constexpr int64_t kMaxLayers = 4096;
+  static constexpr int64_t kMaxVocab = int64_t{1} << 24;
+  // d_model, head_dim, ffn_dim, n_head x head_dim, n_kv_head x head_dim.
+  static constexpr int64_t kMaxDim = int64_t{1} << 20;
+  static constexpr int64_t kMaxExperts = 4096;        // per layer
+  static constexpr int64_t kMaxSeq = int64_t{1} << 30;  // max_seq, original_max_position
+  static constexpr int64_t kMaxTensors = int64_t{1} << 20;  // min_tensor_count()
+  static constexpr double kMaxParams = 1e15;           // n_params(), so it cannot overflow
+};
+
 enum class Family { kLlama, kMistral, kQwen2, kPhi3, kGemma3, kOpenELM, kMixtral };
 
 // Persisted names (HF `model_type` spelling) never change.
@@ -73,8 +88,16 @@ struct ModelSpec {
 
   int64_t n_layer() const { return static_cast<int64_t>(layers.size()); }
 
-  // Throws slmc::Error naming the first inconsistent field and its value.
+  // Throws slmc::Error naming the first inconsistent field and its value. Also enforces
+  // SpecLimits, so a validated spec is safe to build tables from (expected_tensors, hf rules).
   void validate() const;
+
+  // A lower bound on the number of weight tensors of this spec in any layout, fused or not: the
+  // embedding and final norm, and per layer two norms, the attention input (q/k/v, maybe fused)
+  // and output, and per expert (or the one dense MLP) gate/up (maybe fused) and down. Readers
+  // compare it with the tensors a file can hold before building a table from the spec. Never
+  // overflows for a spec within SpecLimits' layer and expert counts.
+  int64_t min_tensor_count() const;
 
   // Parameter count of the weights this spec implies (tied head counted once).
   int64_t n_params() const;

@@ -34,7 +34,9 @@ constexpr hsize_t kReadBlockValues = hsize_t{1} << 20;  // values per block when
 constexpr hsize_t kLogitChunkBytes = hsize_t{1} << 19;  // target chunk size of `logits`
 constexpr hsize_t kTokenChunk = 4096;                   // chunk length of the logit file's tokens
 constexpr int64_t kMaxVocab = int64_t{1} << 28;         // one row must fit an HDF5 chunk (4 GiB)
-constexpr hsize_t kMaxCompressionRatio = 1100;          // deflate's limit is about 1032:1
+constexpr hsize_t kMaxTokenExpansion = 64;   // int32 tokens out per byte stored (see read)
+constexpr hsize_t kSmallDatasetBytes = hsize_t{1} << 16;
+constexpr hsize_t kMaxChunkBytes = hsize_t{64} << 20;  // h5py's automatic chunks are <= 1 MB
 
 void silence_hdf5() {
   static std::once_flag once;
@@ -181,6 +183,29 @@ H5T_class_t type_class(hid_t dset, const std::string& path, const char* name, H5
   if (sign != nullptr) *sign = H5Tget_sign(type);
   if (size != nullptr) *size = H5Tget_size(type);
   return cls;
+}
+
+// Where a dataset's values live, checked before reading them: only in this file (external
+// storage or a virtual dataset would make a token file read whatever file it names), and in
+// chunks of bounded size (HDF5 decompresses a whole chunk into a buffer of the chunk's size,
+// whatever the file stores).
+void check_storage(hid_t dset, const std::string& path, const char* name, size_t type_size) {
+  H5Id dcpl = checked(H5Dget_create_plist(dset), H5Pclose, path, ": dataset '", name, "'");
+  const H5D_layout_t layout = H5Pget_layout(dcpl);
+  const int external = H5Pget_external_count(dcpl);
+  SLMC_CHECK((layout == H5D_COMPACT || layout == H5D_CONTIGUOUS || layout == H5D_CHUNKED) &&
+                 external == 0,
+             path, ": dataset '", name, "' keeps its data outside the file (layout ",
+             static_cast<int>(layout), ", ", external, " external files); only data stored in the file is read");
+  if (layout != H5D_CHUNKED) return;
+  hsize_t chunk[H5S_MAX_RANK];
+  const int rank = H5Pget_chunk(dcpl, H5S_MAX_RANK, chunk);
+  check(rank, path, ": dataset '", name, "': cannot read its chunk shape");
+  hsize_t chunk_bytes = std::max<size_t>(type_size, 1);
+  for (int i = 0; i < rank; ++i)
+    SLMC_CHECK(!__builtin_mul_overflow(chunk_bytes, chunk[i], &chunk_bytes) &&
+                   chunk_bytes <= kMaxChunkBytes,
+               path, ": dataset '", name, "' has chunks of more than ", kMaxChunkBytes, " bytes");
 }
 
 // Reads `count` integers of dataset `name` starting at flat row `row0` of a (rows, inner) view
@@ -340,13 +365,19 @@ TokenData read_tokens_h5(const std::string& path) {
   SLMC_CHECK(numel <= static_cast<hsize_t>(INT64_MAX) / 8, path, ": dataset 'tokens' shape ",
              dims_str(dims), " is too large");
   // A crafted file can declare any shape while storing nothing (unwritten chunks read as fill
-  // values); bound what we allocate by what is stored, allowing for the best compression ratio
-  // HDF5's deflate filter can reach.
-  const hsize_t stored = H5Dget_storage_size(dset);
-  const hsize_t logical = numel * std::max<size_t>(type_size, 1);
-  SLMC_CHECK(logical / kMaxCompressionRatio <= stored + (hsize_t{1} << 20), path,
-             ": dataset 'tokens' declares ", numel, " values (", logical,
-             " bytes) but stores only ", stored, " bytes");
+  // values): the int32 tokens we allocate are bounded by what is stored. Token ids compress
+  // poorly (a real stream is at most a few times smaller under deflate); kMaxTokenExpansion
+  // leaves room for padded rows, and small datasets are always fine.
+  std::error_code ec;
+  const hsize_t file_bytes = fs::file_size(path, ec);
+  SLMC_CHECK(!ec, path, ": cannot stat: ", ec.message());
+  // What the file says it stores, which a corrupt file can overstate: at most the file itself.
+  const hsize_t stored = std::min<hsize_t>(H5Dget_storage_size(dset), file_bytes);
+  const hsize_t out_bytes = numel * sizeof(int32_t);
+  SLMC_CHECK(out_bytes <= kSmallDatasetBytes || out_bytes / kMaxTokenExpansion <= stored, path,
+             ": dataset 'tokens' declares ", numel, " values (", out_bytes,
+             " bytes as int32) but stores only ", stored, " bytes");
+  check_storage(dset, path, kTokens, type_size);
 
   TokenData out;
   try {
@@ -544,6 +575,9 @@ LogitReader::LogitReader(const std::string& path) : impl_(new Impl) {
                  ldims[0] <= static_cast<hsize_t>(INT64_MAX),
              path, ": dataset 'logits' has shape ", dims_str(ldims),
              "; expected [n_positions, vocab]");
+  size_t logit_size = 0;
+  type_class(m.logits, path, kLogits, nullptr, &logit_size);
+  check_storage(m.logits, path, kLogits, logit_size);
   m.n = static_cast<int64_t>(ldims[0]);
   m.vocab = static_cast<int64_t>(ldims[1]);
   m.tokens = open_dataset(m.file, path, kTokens, "the target token id of each position");
@@ -551,6 +585,9 @@ LogitReader::LogitReader(const std::string& path) : impl_(new Impl) {
   SLMC_CHECK(tcls == H5T_INTEGER, path, ": dataset 'tokens' holds ", class_name(tcls),
              " values; expected integer token ids");
   m.token_dims = dataset_dims(m.tokens, path, kTokens);
+  size_t token_size = 0;
+  type_class(m.tokens, path, kTokens, nullptr, &token_size);
+  check_storage(m.tokens, path, kTokens, token_size);
   SLMC_CHECK(m.token_dims.size() == 1 && m.token_dims[0] == ldims[0], path,
              ": dataset 'tokens' has shape ", dims_str(m.token_dims), "; expected [", ldims[0],
              "] to match 'logits' ", dims_str(ldims));

@@ -10,6 +10,8 @@
 
 #include "compress/core/atomic_file.h"
 #include "compress/core/error.h"
+#include "compress/core/json_util.h"
+#include "compress/core/mapped_file.h"
 #include "compress/core/tensor_names.h"
 #include "compress/io/model_loader.h"
 #include "compress/io/safetensors.h"
@@ -192,113 +194,81 @@ bool ignorable_hf_tensor(const std::string& hf, const ModelSpec& spec) {
   return hf.compare(0, std::strlen(fn.layer_prefix), fn.layer_prefix) == 0 &&
          hf.size() > suffix.size() && hf.compare(hf.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
-// Typed access to config.json keys; every error names the file, the key and the value.
-class ConfigReader {
+// Typed access to config.json keys through the checked reader of compress/core/json_util.h:
+// every error names the file, the key and a bounded excerpt of the value, and every count is
+// held to SpecLimits before anything is built from it.
+class ConfigReader : public checked_json::ObjectReader {
  public:
-  ConfigReader(const json& j, const std::string& origin, std::string prefix = "")
-      : j_(j), origin_(origin), prefix_(std::move(prefix)) {}
+  using ObjectReader::ObjectReader;
+  using ObjectReader::opt_number;
+  using ObjectReader::req_number;
+  ConfigReader(const ObjectReader& r) : ObjectReader(r) {}  // NOLINT: a nested object
 
-  // Present and not null.
-  bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
-  const json& at(const char* key) const { return j_.at(key); }
-
-  int64_t req_int(const char* key) const {
-    SLMC_CHECK(j_.contains(key), origin_, ": missing required key '", prefix_, key, "'");
-    return to_int(key, j_.at(key));
+  int64_t req_positive(const char* key, int64_t hi) const { return req_int(key, 1, hi); }
+  int64_t opt_positive(const char* key, int64_t def, int64_t hi) const {
+    return opt_int(key, def, 1, hi);
   }
-  int64_t req_positive(const char* key) const {
-    const int64_t v = req_int(key);
-    SLMC_CHECK(v > 0, origin_, ": key '", prefix_, key, "' must be > 0, got ", v);
+  // Any finite number.
+  double req_number(const char* key) const { return req_number(key, -kHuge, kHuge); }
+  double opt_number(const char* key, double def) const { return opt_number(key, def, -kHuge, kHuge); }
+  // A finite number > 0.
+  double opt_positive_number(const char* key, double def) const {
+    const double v = opt_number(key, def);
+    SLMC_CHECK(v > 0, what(key), " must be > 0, got ", v);
     return v;
-  }
-  int64_t opt_positive(const char* key, int64_t def) const {
-    if (!has(key)) return def;
-    const int64_t v = to_int(key, j_.at(key));
-    SLMC_CHECK(v > 0, origin_, ": key '", prefix_, key, "' must be > 0, got ", v);
-    return v;
-  }
-  double req_number(const char* key) const {
-    SLMC_CHECK(j_.contains(key), origin_, ": missing required key '", prefix_, key, "'");
-    return to_number(key, j_.at(key));
-  }
-  double opt_number(const char* key, double def) const {
-    return has(key) ? to_number(key, j_.at(key)) : def;
-  }
-  bool opt_bool(const char* key, bool def) const {
-    if (!has(key)) return def;
-    const json& v = j_.at(key);
-    SLMC_CHECK(v.is_boolean(), origin_, ": key '", prefix_, key, "' must be true or false, got ",
-               v.dump());
-    return v.get<bool>();
-  }
-  std::string req_string(const char* key) const {
-    SLMC_CHECK(j_.contains(key), origin_, ": missing required key '", prefix_, key, "'");
-    const json& v = j_.at(key);
-    SLMC_CHECK(v.is_string(), origin_, ": key '", prefix_, key, "' must be a string, got ",
-               v.dump());
-    return v.get<std::string>();
   }
   // A token id: an integer, null (-1: none), or a list whose first element is used (HF allows
   // several eos ids; ModelSpec keeps one).
   int64_t opt_token_id(const char* key, int64_t def) const {
-    if (!j_.contains(key)) return def;
-    const json& v = j_.at(key);
-    if (v.is_null()) return -1;
+    if (!contains(key)) return def;
+    if (!has(key)) return -1;
+    const nlohmann::json& v = at(key);
     if (v.is_array()) {
-      SLMC_CHECK(!v.empty(), origin_, ": key '", prefix_, key, "' is an empty list");
-      return to_token(key, v.at(0));
+      SLMC_CHECK(!v.empty(), what(key), " is an empty list");
+      return checked_json::get_int(v[0], what(key) + "[0]", 0, SpecLimits::kMaxVocab - 1);
     }
-    return to_token(key, v);
+    return checked_json::get_int(v, what(key), 0, SpecLimits::kMaxVocab - 1);
+  }
+  // One integer per layer in [1, hi]: a scalar for every layer, or (slmc's per-layer widths, see
+  // compress/io/README.md) a list of exactly n_layer integers.
+  std::vector<int64_t> per_layer_ints(const char* key, int64_t n_layer, int64_t hi) const {
+    const nlohmann::json& v = at(key);
+    if (!v.is_array()) return std::vector<int64_t>(static_cast<size_t>(n_layer), req_int(key, 1, hi));
+    SLMC_CHECK(static_cast<int64_t>(v.size()) == n_layer, what(key),
+               " must be an integer or a list of ", n_layer, " integers (one per layer), got ",
+               checked_json::excerpt(v));
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < v.size(); ++i)
+      out.push_back(checked_json::get_int(v[i], element_what(key, i), 1, hi));
+    return out;
   }
 
  private:
-  int64_t to_int(const char* key, const json& v) const {
-    SLMC_CHECK(v.is_number_integer() && (!v.is_number_unsigned() ||
-                                         v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)),
-               origin_, ": key '", prefix_, key, "' must be an integer, got ", v.dump());
-    return v.get<int64_t>();
-  }
-  double to_number(const char* key, const json& v) const {
-    SLMC_CHECK(v.is_number(), origin_, ": key '", prefix_, key, "' must be a number, got ",
-               v.dump());
-    return v.get<double>();
-  }
-  int64_t to_token(const char* key, const json& v) const {
-    const int64_t id = to_int(key, v);
-    SLMC_CHECK(id >= 0, origin_, ": key '", prefix_, key, "' must be a token id >= 0, got ", id);
-    return id;
-  }
-
-  const json& j_;
-  const std::string& origin_;
-  std::string prefix_;
+  static constexpr double kHuge = 1e300;
 };
 
 // rope_scaling: null, {"rope_type"|"type": "default"}, linear {factor} or the llama3 parameters.
-RopeScaling parse_rope_scaling(const json& rs, const std::string& origin, const char* key) {
+RopeScaling parse_rope_scaling(const ConfigReader& parent, const char* key) {
   RopeScaling out;
-  if (rs.is_null()) return out;
-  SLMC_CHECK(rs.is_object(), origin, ": key '", key, "' must be null or an object, got ",
-             rs.dump());
-  const std::string prefix = std::string(key) + ".";
-  const ConfigReader r(rs, origin, prefix);
+  if (!parent.has(key)) return out;
+  const ConfigReader r = parent.object(key);
   const char* type_key = r.has("rope_type") ? "rope_type" : "type";
-  SLMC_CHECK(r.has(type_key), origin, ": key '", key, "' has no 'rope_type' (or 'type')");
+  SLMC_CHECK(r.has(type_key), parent.what(key), " has no 'rope_type' (or 'type')");
   const std::string type = r.req_string(type_key);
   if (type == "default") return out;
-  SLMC_CHECK(type == "llama3" || type == "linear", origin, ": unsupported ", prefix, type_key,
-             " '", type, "' (supported: default, linear, llama3)");
+  SLMC_CHECK(type == "llama3" || type == "linear", r.what(type_key), " = ",
+             checked_json::excerpt(r.at(type_key)), " is not supported (supported: default, linear, llama3)");
   if (type == "linear") {
     out.type = "linear";
-    out.factor = r.req_number("factor");
-    SLMC_CHECK(out.factor > 0, origin, ": key '", prefix, "factor' must be > 0, got ", out.factor);
+    out.factor = r.req_number("factor", 0, 1e30);
+    SLMC_CHECK(out.factor > 0, r.what("factor"), " must be > 0, got ", out.factor);
     return out;
   }
   out.type = "llama3";
-  out.factor = r.req_number("factor");
-  out.low_freq_factor = r.req_number("low_freq_factor");
-  out.high_freq_factor = r.req_number("high_freq_factor");
-  out.original_max_position = r.req_positive("original_max_position_embeddings");
+  out.factor = r.req_number("factor", 0, 1e30);
+  out.low_freq_factor = r.req_number("low_freq_factor", 0, 1e30);
+  out.high_freq_factor = r.req_number("high_freq_factor", 0, 1e30);
+  out.original_max_position = r.req_positive("original_max_position_embeddings", SpecLimits::kMaxSeq);
   return out;
 }
 
@@ -310,70 +280,64 @@ int64_t openelm_make_divisible(double v, int64_t divisor) {
   return new_v;
 }
 
-// A config list of one value per layer.
-std::vector<json> per_layer_list(const ConfigReader& r, const std::string& origin, const char* key,
-                                 int64_t n_layer) {
-  SLMC_CHECK(r.has(key), origin, ": missing required key '", key, "' (one value per layer)");
-  const json& v = r.at(key);
-  SLMC_CHECK(v.is_array() && static_cast<int64_t>(v.size()) == n_layer, origin, ": key '", key,
-             "' must be a list of ", n_layer, " values (num_transformer_layers), got ", v.dump());
-  return std::vector<json>(v.begin(), v.end());
-}
-
 // apple/OpenELM configuration_openelm.py as written to config.json (after __post_init__ has
 // expanded the per-layer lists).
 ModelSpec parse_openelm_config(const ConfigReader& r, const std::string& origin) {
+  using L = SpecLimits;
   ModelSpec spec;
   spec.family = Family::kOpenELM;
-  spec.d_model = r.req_positive("model_dim");
-  const int64_t n_layer = r.req_positive("num_transformer_layers");
-  const int64_t head_dim = r.req_positive("head_dim");
-  spec.vocab = r.req_positive("vocab_size");
-  spec.max_seq = r.opt_positive("max_context_length", 2048);
+  spec.d_model = r.req_positive("model_dim", L::kMaxDim);
+  const int64_t n_layer = r.req_positive("num_transformer_layers", L::kMaxLayers);
+  const int64_t head_dim = r.req_positive("head_dim", L::kMaxDim);
+  spec.vocab = r.req_positive("vocab_size", L::kMaxVocab);
+  spec.max_seq = r.opt_positive("max_context_length", 2048, L::kMaxSeq);
   spec.norm_eps = 1e-6;  // OpenELMRMSNorm's default; the config has no key for it
   spec.tied_embeddings = r.opt_bool("share_input_output_layers", true);
   spec.bos_id = r.opt_token_id("bos_token_id", 1);
   spec.eos_id = r.opt_token_id("eos_token_id", 2);
-  const std::string act = r.has("activation_fn_name") ? r.req_string("activation_fn_name") : "swish";
-  SLMC_CHECK(act == "swish" || act == "silu" || act == "gelu_pytorch_tanh", origin,
-             ": unsupported activation_fn_name '", act, "' (supported: swish, gelu_pytorch_tanh)");
+  const std::string act = r.opt_string("activation_fn_name", "swish");
+  SLMC_CHECK(act == "swish" || act == "silu" || act == "gelu_pytorch_tanh", r.what("activation_fn_name"),
+             " = ", checked_json::excerpt(r.at("activation_fn_name")),
+             " is not supported (supported: swish, gelu_pytorch_tanh)");
   spec.act = act == "gelu_pytorch_tanh" ? Activation::kGeluTanh : Activation::kSilu;
-  SLMC_CHECK(r.opt_bool("ffn_with_glu", true), origin,
-             ": key 'ffn_with_glu' false (a non-gated FFN) is not supported");
+  SLMC_CHECK(r.opt_bool("ffn_with_glu", true), r.what("ffn_with_glu"),
+             " false (a non-gated FFN) is not supported");
   if (r.has("normalization_layer_name")) {
     const std::string n = r.req_string("normalization_layer_name");
-    SLMC_CHECK(n == "rms_norm", origin, ": unsupported normalization_layer_name '", n,
-               "' (supported: rms_norm)");
+    SLMC_CHECK(n == "rms_norm", r.what("normalization_layer_name"), " = ",
+               checked_json::excerpt(r.at("normalization_layer_name")),
+               " is not supported (supported: rms_norm)");
   }
   const bool qk_norm = r.opt_bool("normalize_qk_projections", false);
-  const double theta = r.opt_number("rope_freq_constant", 10000.0);
-  SLMC_CHECK(theta > 0, origin, ": key 'rope_freq_constant' must be > 0, got ", theta);
-  const int64_t divisor = r.opt_positive("ffn_dim_divisor", 256);
-  const auto nq = per_layer_list(r, origin, "num_query_heads", n_layer);
-  const auto nkv = per_layer_list(r, origin, "num_kv_heads", n_layer);
-  std::vector<json> mult;
-  if (r.has("ffn_multipliers") && r.at("ffn_multipliers").is_number())
-    mult.assign(static_cast<size_t>(n_layer), r.at("ffn_multipliers"));
-  else
-    mult = per_layer_list(r, origin, "ffn_multipliers", n_layer);
+  const double theta = r.opt_positive_number("rope_freq_constant", 10000.0);
+  const int64_t divisor = r.opt_positive("ffn_dim_divisor", 256, L::kMaxDim);
+  SLMC_CHECK(r.has("num_query_heads") && r.has("num_kv_heads"), origin,
+             ": keys 'num_query_heads' and 'num_kv_heads' (one value per layer) are required");
+  const std::vector<int64_t> nq = r.per_layer_ints("num_query_heads", n_layer, L::kMaxDim);
+  const std::vector<int64_t> nkv = r.per_layer_ints("num_kv_heads", n_layer, L::kMaxDim);
+  // ffn_multipliers[i] x model_dim below 2^20 (L::kMaxDim), so make_divisible stays in range.
+  const double max_mult = static_cast<double>(L::kMaxDim) / static_cast<double>(spec.d_model);
+  std::vector<double> mult;
+  const nlohmann::json& m = r.at("ffn_multipliers");
+  if (m.is_array()) {
+    SLMC_CHECK(static_cast<int64_t>(m.size()) == n_layer, r.what("ffn_multipliers"),
+               " must be a number or a list of ", n_layer, " numbers (num_transformer_layers), got ",
+               checked_json::excerpt(m));
+    for (size_t i = 0; i < m.size(); ++i)
+      mult.push_back(checked_json::get_number(m[i], r.element_what("ffn_multipliers", i), 0, max_mult));
+  } else {
+    mult.assign(static_cast<size_t>(n_layer), r.req_number("ffn_multipliers", 0, max_mult));
+  }
   for (int64_t i = 0; i < n_layer; ++i) {
     const size_t k = static_cast<size_t>(i);
-    const std::string at = "[" + std::to_string(i) + "]";
-    SLMC_CHECK(nq[k].is_number_integer() && nq[k].get<int64_t>() > 0, origin,
-               ": num_query_heads", at, " must be a positive integer, got ", nq[k].dump());
-    SLMC_CHECK(nkv[k].is_number_integer() && nkv[k].get<int64_t>() > 0, origin,
-               ": num_kv_heads", at, " must be a positive integer, got ", nkv[k].dump());
-    SLMC_CHECK(mult[k].is_number() && mult[k].get<double>() > 0 &&
-                   mult[k].get<double>() * static_cast<double>(spec.d_model) < 1e9,
-               origin, ": ffn_multipliers", at, " must be a positive number with ffn_multipliers",
-               at, " x model_dim below 1e9, got ", mult[k].dump());
+    SLMC_CHECK(mult[k] > 0, r.element_what("ffn_multipliers", k), " must be > 0, got ", mult[k]);
     LayerSpec l;
-    l.n_head = nq[k].get<int64_t>();
-    l.n_kv_head = nkv[k].get<int64_t>();
-    SLMC_CHECK(l.n_head % l.n_kv_head == 0, origin, ": num_query_heads", at, " ", l.n_head,
-               " is not a multiple of num_kv_heads", at, " ", l.n_kv_head);
+    l.n_head = nq[k];
+    l.n_kv_head = nkv[k];
+    SLMC_CHECK(l.n_head % l.n_kv_head == 0, r.element_what("num_query_heads", k), " = ", l.n_head,
+               " is not a multiple of num_kv_heads[", i, "] = ", l.n_kv_head);
     l.head_dim = head_dim;
-    l.ffn_dim = openelm_make_divisible(mult[k].get<double>() * static_cast<double>(spec.d_model), divisor);
+    l.ffn_dim = openelm_make_divisible(mult[k] * static_cast<double>(spec.d_model), divisor);
     l.rope_theta = theta;
     l.qk_norm = qk_norm;
     spec.layers.push_back(l);
@@ -384,21 +348,16 @@ ModelSpec parse_openelm_config(const ConfigReader& r, const std::string& origin)
 }  // namespace
 
 ModelSpec parse_hf_config(const std::string& json_text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::exception& e) {
-    fail(origin, ": not valid JSON: ", e.what());
-  }
-  SLMC_CHECK(j.is_object(), origin, ": expected a JSON object, got ", j.type_name());
+  using L = SpecLimits;
+  const json j = checked_json::parse(json_text, origin);  // depth bound, duplicate keys refused
   const ConfigReader r(j, origin);
 
   const std::string model_type = r.req_string("model_type");
   const HfArch* arch = nullptr;
   for (const HfArch& a : kHfArchs)
     if (model_type == a.model_type) arch = &a;
-  SLMC_CHECK(arch != nullptr, origin, ": unsupported model_type '", model_type,
-             "' (supported: ", supported_model_types(), ")");
+  SLMC_CHECK(arch != nullptr, r.what("model_type"), " = ", checked_json::excerpt(r.at("model_type")),
+             " is not supported (supported: ", supported_model_types(), ")");
 
   if (arch->family == Family::kOpenELM) {
     ModelSpec spec = parse_openelm_config(r, origin);
@@ -413,28 +372,41 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
   const Family fam = arch->family;
   ModelSpec spec;
   spec.family = fam;
-  spec.d_model = r.req_positive("hidden_size");
-  const int64_t ffn_dim = r.req_positive("intermediate_size");
-  const int64_t n_layer = r.req_positive("num_hidden_layers");
-  const int64_t n_head = r.req_positive("num_attention_heads");
-  const int64_t n_kv_head = r.opt_positive("num_key_value_heads", n_head);
-  SLMC_CHECK(n_head % n_kv_head == 0, origin, ": num_attention_heads ", n_head,
-             " is not a multiple of num_key_value_heads ", n_kv_head);
+  spec.d_model = r.req_positive("hidden_size", L::kMaxDim);
+  // Bounded first: everything per layer below is built from it.
+  const int64_t n_layer = r.req_positive("num_hidden_layers", L::kMaxLayers);
+  // Per-layer widths (slmc's extension for structurally pruned models): each of these may be a
+  // list of num_hidden_layers integers; transformers itself reads only scalars.
+  const std::vector<int64_t> ffn_dim = r.per_layer_ints("intermediate_size", n_layer, L::kMaxDim);
+  const std::vector<int64_t> n_head = r.per_layer_ints("num_attention_heads", n_layer, L::kMaxDim);
+  const std::vector<int64_t> n_kv_head = r.has("num_key_value_heads")
+                                             ? r.per_layer_ints("num_key_value_heads", n_layer, L::kMaxDim)
+                                             : n_head;
+  const bool head_list = r.at("num_attention_heads").is_array();
+  for (int64_t i = 0; i < n_layer; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    SLMC_CHECK(n_head[k] % n_kv_head[k] == 0, origin, ": num_attention_heads",
+               head_list ? str_cat("[", i, "]") : "", " ", n_head[k],
+               " is not a multiple of num_key_value_heads", head_list ? str_cat("[", i, "]") : "", " ",
+               n_kv_head[k]);
+  }
   int64_t head_dim = 0;
   if (r.has("head_dim")) {
-    head_dim = r.opt_positive("head_dim", 0);
+    head_dim = r.req_positive("head_dim", L::kMaxDim);
   } else if (fam == Family::kGemma3) {
     head_dim = 256;  // Gemma3TextConfig default
   } else {
-    SLMC_CHECK(spec.d_model % n_head == 0, origin, ": hidden_size ", spec.d_model,
-               " is not divisible by num_attention_heads ", n_head, " (and no head_dim is given)");
-    head_dim = spec.d_model / n_head;
+    SLMC_CHECK(!head_list, origin,
+               ": key 'head_dim' is required when num_attention_heads is a per-layer list");
+    SLMC_CHECK(spec.d_model % n_head[0] == 0, origin, ": hidden_size ", spec.d_model,
+               " is not divisible by num_attention_heads ", n_head[0], " (and no head_dim is given)");
+    head_dim = spec.d_model / n_head[0];
   }
-  spec.vocab = r.req_positive("vocab_size");
-  spec.max_seq = r.opt_positive("max_position_embeddings", arch->default_max_position);
+  spec.vocab = r.req_positive("vocab_size", L::kMaxVocab);
+  spec.max_seq = r.opt_positive("max_position_embeddings", arch->default_max_position, L::kMaxSeq);
   spec.norm_eps = r.opt_number("rms_norm_eps", arch->default_norm_eps);
-  SLMC_CHECK(spec.norm_eps > 0 && spec.norm_eps < 1, origin,
-             ": key 'rms_norm_eps' out of range: ", spec.norm_eps);
+  SLMC_CHECK(spec.norm_eps > 0 && spec.norm_eps < 1, r.what("rms_norm_eps"), " out of range: ",
+             spec.norm_eps);
   spec.tied_embeddings = r.opt_bool("tie_word_embeddings", arch->default_tied);
   spec.bos_id = r.opt_token_id("bos_token_id", fam == Family::kGemma3 ? 2 : spec.bos_id);
   spec.eos_id = r.opt_token_id("eos_token_id", fam == Family::kGemma3 ? 1 : spec.eos_id);
@@ -443,36 +415,32 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
   if (fam == Family::kGemma3) spec.act = Activation::kGeluTanh;
   if (r.has(act_key)) {
     const std::string act = r.req_string(act_key);
-    SLMC_CHECK(activation_from_name(act, &spec.act), origin, ": unsupported ", act_key, " '", act,
-               "' (supported: silu, gelu_pytorch_tanh)");
+    SLMC_CHECK(activation_from_name(act, &spec.act), r.what(act_key), " = ",
+               checked_json::excerpt(r.at(act_key)), " is not supported (supported: silu, gelu_pytorch_tanh)");
   }
   if (r.has("partial_rotary_factor")) {
     const double prf = r.req_number("partial_rotary_factor");
-    SLMC_CHECK(prf == 1.0, origin, ": key 'partial_rotary_factor' ", prf,
+    SLMC_CHECK(prf == 1.0, r.what("partial_rotary_factor"), " = ", prf,
                " is not supported (RoPE on part of each head); only 1.0");
   }
   for (const char* cap : {"attn_logit_softcapping", "final_logit_softcapping"})
-    SLMC_CHECK(!r.has(cap), origin, ": key '", cap, "' = ", j.contains(cap) ? j.at(cap).dump() : "",
+    SLMC_CHECK(!r.has(cap), r.what(cap), " = ", r.has(cap) ? checked_json::excerpt(r.at(cap)) : "",
                " is not supported (logit soft-capping); only null");
-  SLMC_CHECK(!r.opt_bool("use_bidirectional_attention", false), origin,
-             ": key 'use_bidirectional_attention' true is not supported (decoders only)");
+  SLMC_CHECK(!r.opt_bool("use_bidirectional_attention", false), r.what("use_bidirectional_attention"),
+             " true is not supported (decoders only)");
 
   // RoPE: transformers < 5 writes rope_theta + rope_scaling; >= 5 writes rope_parameters.
-  double rope_theta = r.opt_number("rope_theta", arch->default_rope_theta);
+  double rope_theta = r.opt_positive_number("rope_theta", arch->default_rope_theta);
   if (r.has("rope_scaling")) {
-    spec.rope_scaling = parse_rope_scaling(r.at("rope_scaling"), origin, "rope_scaling");
+    spec.rope_scaling = parse_rope_scaling(r, "rope_scaling");
   } else if (r.has("rope_parameters")) {
-    spec.rope_scaling = parse_rope_scaling(r.at("rope_parameters"), origin, "rope_parameters");
-    const ConfigReader rp(r.at("rope_parameters"), origin, "rope_parameters.");
-    rope_theta = rp.opt_number("rope_theta", rope_theta);
+    spec.rope_scaling = parse_rope_scaling(r, "rope_parameters");
+    const ConfigReader rp = r.object("rope_parameters");
+    rope_theta = rp.opt_positive_number("rope_theta", rope_theta);
   }
-  SLMC_CHECK(rope_theta > 0, origin, ": key 'rope_theta' must be > 0, got ", rope_theta);
 
   LayerSpec layer;
-  layer.n_head = n_head;
-  layer.n_kv_head = n_kv_head;
   layer.head_dim = head_dim;
-  layer.ffn_dim = ffn_dim;
   layer.rope_theta = rope_theta;
   layer.attn_qkv_bias = arch->qkv_bias;
   if (fam == Family::kLlama || fam == Family::kGemma3) {
@@ -481,40 +449,48 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
   }
   if (fam == Family::kLlama) layer.mlp_bias = r.opt_bool("mlp_bias", false);
   if (fam == Family::kMixtral) {
-    layer.n_expert = r.opt_positive("num_local_experts", 8);
-    layer.n_expert_used = r.opt_positive("num_experts_per_tok", 2);
-    SLMC_CHECK(layer.n_expert_used <= layer.n_expert, origin, ": num_experts_per_tok ",
+    layer.n_expert = r.opt_positive("num_local_experts", 8, L::kMaxExperts);
+    layer.n_expert_used = r.opt_positive("num_experts_per_tok", 2, L::kMaxExperts);
+    SLMC_CHECK(layer.n_expert_used <= layer.n_expert, r.what("num_experts_per_tok"), " = ",
                layer.n_expert_used, " exceeds num_local_experts ", layer.n_expert);
+    // The tensor table grows with layers x experts: bounded before it is built.
+    SLMC_CHECK(n_layer * layer.n_expert <= L::kMaxTensors / 3, origin, ": num_hidden_layers ",
+               n_layer, " x num_local_experts ", layer.n_expert, " = ", n_layer * layer.n_expert,
+               " experts (at most ", L::kMaxTensors / 3, ")");
   }
   if (fam == Family::kGemma3) {
     layer.qk_norm = true;
     layer.post_norms = true;
-    const double qpas = r.opt_number("query_pre_attn_scalar", 256.0);
-    SLMC_CHECK(qpas > 0, origin, ": key 'query_pre_attn_scalar' must be > 0, got ", qpas);
+    const double qpas = r.opt_positive_number("query_pre_attn_scalar", 256.0);
     layer.attn_scale = std::pow(qpas, -0.5);
     spec.embed_scale = std::sqrt(static_cast<double>(spec.d_model));
   }
   spec.layers.assign(static_cast<size_t>(n_layer), layer);
+  for (size_t i = 0; i < spec.layers.size(); ++i) {
+    spec.layers[i].n_head = n_head[i];
+    spec.layers[i].n_kv_head = n_kv_head[i];
+    spec.layers[i].ffn_dim = ffn_dim[i];
+  }
 
   // The window of the families that use one sliding_window for every layer: null (or absent,
   // where the config class defaults to None) means full attention.
   auto uniform_window = [&](int64_t default_window) -> int64_t {
-    if (r.has("sliding_window")) return r.opt_positive("sliding_window", 0);
-    return j.contains("sliding_window") ? 0 : default_window;
+    if (r.has("sliding_window")) return r.req_positive("sliding_window", L::kMaxSeq);
+    return r.contains("sliding_window") ? 0 : default_window;
   };
   // layer_types: "full_attention" / "sliding_attention" per layer; false when absent.
   auto read_layer_types = [&](std::vector<bool>* sliding) {
     if (!r.has("layer_types")) return false;
     const json& types = r.at("layer_types");
-    SLMC_CHECK(types.is_array() && static_cast<int64_t>(types.size()) == n_layer, origin,
-               ": key 'layer_types' must be a list of ", n_layer, " strings, got ", types.dump());
+    SLMC_CHECK(types.is_array() && static_cast<int64_t>(types.size()) == n_layer, r.what("layer_types"),
+               " must be a list of ", n_layer, " strings, got ", checked_json::excerpt(types));
     sliding->assign(static_cast<size_t>(n_layer), false);
     for (int64_t i = 0; i < n_layer; ++i) {
       const json& t = types[static_cast<size_t>(i)];
-      const bool s = t.is_string() && t.get<std::string>() == "sliding_attention";
-      SLMC_CHECK(s || (t.is_string() && t.get<std::string>() == "full_attention"), origin,
-                 ": layer_types[", i, "] must be \"full_attention\" or \"sliding_attention\", got ",
-                 t.dump());
+      const bool s = t.is_string() && t.get_ref<const std::string&>() == "sliding_attention";
+      SLMC_CHECK(s || (t.is_string() && t.get_ref<const std::string&>() == "full_attention"),
+                 r.element_what("layer_types", static_cast<size_t>(i)),
+                 " must be \"full_attention\" or \"sliding_attention\", got ", checked_json::excerpt(t));
       (*sliding)[static_cast<size_t>(i)] = s;
     }
     return true;
@@ -534,13 +510,11 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
     // plain RoPE; global layers full attention with rope_theta and rope_scaling. Which is which:
     // layer_types, else sliding_window_pattern (layer i is global iff (i + 1) % pattern == 0).
     const int64_t window = uniform_window(4096);
-    const double local_theta = r.opt_number("rope_local_base_freq", 10000.0);
-    SLMC_CHECK(local_theta > 0, origin, ": key 'rope_local_base_freq' must be > 0, got ",
-               local_theta);
+    const double local_theta = r.opt_positive_number("rope_local_base_freq", 10000.0);
     std::vector<bool> sliding;
     if (!read_layer_types(&sliding)) {
       const char* pk = r.has("sliding_window_pattern") ? "sliding_window_pattern" : "_sliding_window_pattern";
-      const int64_t pattern = r.opt_positive(pk, 6);
+      const int64_t pattern = r.opt_positive(pk, 6, L::kMaxLayers);
       sliding.resize(static_cast<size_t>(n_layer));
       for (int64_t i = 0; i < n_layer; ++i) sliding[static_cast<size_t>(i)] = (i + 1) % pattern != 0;
     }
@@ -562,10 +536,8 @@ ModelSpec parse_hf_config(const std::string& json_text, const std::string& origi
       for (int64_t i = 0; i < n_layer; ++i)
         spec.layers[static_cast<size_t>(i)].window = sliding[static_cast<size_t>(i)] ? window : 0;
     } else if (window > 0) {
-      const int64_t max_window_layers = r.has("max_window_layers") ? r.req_int("max_window_layers")
-                                                                   : kDefaultQwen2MaxWindowLayers;
-      SLMC_CHECK(max_window_layers >= 0, origin, ": key 'max_window_layers' must be >= 0, got ",
-                 max_window_layers);
+      const int64_t max_window_layers =
+          r.opt_int("max_window_layers", kDefaultQwen2MaxWindowLayers, 0, INT64_MAX);
       for (int64_t i = max_window_layers; i < n_layer; ++i)
         spec.layers[static_cast<size_t>(i)].window = window;
     }
@@ -586,17 +558,27 @@ std::string hf_config_json(const ModelSpec& spec, DType dtype) {
   spec.validate();
   const LayerSpec& l0 = spec.layers.front();
   const std::string what = str_cat("Hugging Face ", arch->model_type, " config");
+  // n_head, n_kv_head and ffn_dim may differ per layer (written as lists, compress/io/README.md);
+  // everything else config.json holds once for all layers.
   for (size_t i = 1; i < spec.layers.size(); ++i) {
     const LayerSpec& l = spec.layers[i];
-    SLMC_CHECK(l.n_head == l0.n_head && l.n_kv_head == l0.n_kv_head && l.head_dim == l0.head_dim &&
-                   l.ffn_dim == l0.ffn_dim && l.attn_qkv_bias == l0.attn_qkv_bias &&
+    SLMC_CHECK(l.head_dim == l0.head_dim && l.attn_qkv_bias == l0.attn_qkv_bias &&
                    l.attn_out_bias == l0.attn_out_bias && l.mlp_bias == l0.mlp_bias &&
                    l.rope_theta == l0.rope_theta,
-               what, ": layer ", i, " differs from layer 0 (n_head ", l.n_head, " vs ", l0.n_head,
-               ", n_kv_head ", l.n_kv_head, " vs ", l0.n_kv_head, ", head_dim ", l.head_dim, " vs ",
-               l0.head_dim, ", ffn_dim ", l.ffn_dim, " vs ", l0.ffn_dim,
-               "); config.json holds one shape for all layers");
+               what, ": layer ", i, " differs from layer 0 (head_dim ", l.head_dim, " vs ",
+               l0.head_dim, ", biases, rope_theta ", l.rope_theta, " vs ", l0.rope_theta,
+               "); config.json holds one value of these for all layers");
   }
+  // One integer for every layer, or a list when they differ.
+  const auto per_layer = [&](int64_t LayerSpec::*field) {
+    bool uniform = true;
+    json list = json::array();
+    for (const LayerSpec& l : spec.layers) {
+      uniform = uniform && l.*field == l0.*field;
+      list.push_back(l.*field);
+    }
+    return uniform ? json(l0.*field) : list;
+  };
   const char* torch_dtype = dtype == DType::kF32    ? "float32"
                             : dtype == DType::kF16  ? "float16"
                             : dtype == DType::kBF16 ? "bfloat16"
@@ -607,10 +589,10 @@ std::string hf_config_json(const ModelSpec& spec, DType dtype) {
   j["architectures"] = {arch->architecture};
   j["model_type"] = arch->model_type;
   j["hidden_size"] = spec.d_model;
-  j["intermediate_size"] = l0.ffn_dim;
+  j["intermediate_size"] = per_layer(&LayerSpec::ffn_dim);
   j["num_hidden_layers"] = spec.n_layer();
-  j["num_attention_heads"] = l0.n_head;
-  j["num_key_value_heads"] = l0.n_kv_head;
+  j["num_attention_heads"] = per_layer(&LayerSpec::n_head);
+  j["num_key_value_heads"] = per_layer(&LayerSpec::n_kv_head);
   j["head_dim"] = l0.head_dim;
   j["hidden_act"] = activation_name(spec.act);
   j["rms_norm_eps"] = spec.norm_eps;
@@ -693,65 +675,105 @@ LoadedModel load_hf_model(const std::string& dir) {
   m.format = "hf";
   m.spec = parse_hf_config(read_file(config_path), config_path);
 
-  // HF tensor name -> shard file name (relative to dir).
-  std::map<std::string, std::string> weight_map;
+  // Where each HF tensor's bytes are: its shard and the name stored there, which differs for a
+  // name safetensors deduplicated (`__metadata__` maps the dropped name to the kept one, as
+  // safetensors.torch.save_model writes tied weights).
+  struct Source {
+    const SafetensorsFile* shard;
+    std::string stored;
+  };
+  std::map<std::string, Source> sources;
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> shards;  // by file name
   const std::string single = (fs::path(dir) / kWeightsFile).string();
   const std::string index_path = (fs::path(dir) / kIndexFile).string();
-  std::map<std::string, std::unique_ptr<SafetensorsFile>> shards;
-  if (fs::is_regular_file(single, ec)) {
+  const bool sharded = !fs::is_regular_file(single, ec);
+  if (!sharded) {
     auto f = std::make_unique<SafetensorsFile>(single);
-    for (const auto& kv : f->entries()) weight_map[kv.first] = kWeightsFile;
+    for (const auto& kv : f->entries()) sources[kv.first] = {f.get(), kv.first};
     shards[kWeightsFile] = std::move(f);
   } else {
     SLMC_CHECK(fs::is_regular_file(index_path, ec), dir, ": no ", kWeightsFile, " or ", kIndexFile);
-    json index;
-    try {
-      index = json::parse(read_file(index_path));
-    } catch (const json::exception& e) {
-      fail(index_path, ": not valid JSON: ", e.what());
-    }
-    SLMC_CHECK(
-        index.is_object() && index.contains("weight_map") && index.at("weight_map").is_object(),
-        index_path, ": missing object 'weight_map'");
-    for (const auto& kv : index.at("weight_map").items()) {
-      SLMC_CHECK(kv.value().is_string(), index_path, ": weight_map['", kv.key(),
-                 "'] must be a file name, got ", kv.value().dump());
-      const std::string shard = kv.value().get<std::string>();
+    const json index = checked_json::parse(read_file(index_path), index_path);
+    const checked_json::ObjectReader ir(index, index_path);
+    const checked_json::ObjectReader wm = ir.object("weight_map");
+    std::map<std::string, std::string> weight_map;  // HF tensor name -> shard file name
+    for (const auto& kv : wm.json().items()) {
+      const std::string what = str_cat(index_path, ": weight_map[", quoted_excerpt(kv.key()), "]");
+      const std::string shard = checked_json::get_string(kv.value(), what, 4096);
       // Shards live beside the index; a path could point anywhere.
       SLMC_CHECK(!shard.empty() && shard.find('/') == std::string::npos &&
                      shard.find('\\') == std::string::npos && shard != "." && shard != "..",
-                 index_path, ": weight_map['", kv.key(), "'] = '", shard,
-                 "' is not a plain file name in the model directory");
+                 what, " = ", checked_json::excerpt(kv.value()),
+                 " is not a plain file name in the model directory");
       weight_map[kv.key()] = shard;
     }
     for (const auto& kv : weight_map) {
-      if (shards.count(kv.second)) continue;
-      const std::string shard_path = (fs::path(dir) / kv.second).string();
-      SLMC_CHECK(fs::is_regular_file(shard_path, ec), index_path, ": tensor '", kv.first,
-                 "' is mapped to shard '", kv.second, "', which does not exist");
-      shards[kv.second] = std::make_unique<SafetensorsFile>(shard_path);
+      auto it = shards.find(kv.second);
+      if (it == shards.end()) {
+        const std::string shard_path = (fs::path(dir) / kv.second).string();
+        SLMC_CHECK(fs::is_regular_file(shard_path, ec), index_path, ": tensor ",
+                   quoted_excerpt(kv.first), " is mapped to shard ",
+                   quoted_excerpt(kv.second), ", which does not exist");
+        it = shards.emplace(kv.second, std::make_unique<SafetensorsFile>(shard_path)).first;
+      }
+      const SafetensorsFile& shard = *it->second;
+      std::string stored = kv.first;
+      if (!shard.has(stored)) {
+        const auto alias = shard.metadata().find(kv.first);
+        SLMC_CHECK(alias != shard.metadata().end() && shard.has(alias->second), shard.path(),
+                   ": tensor ", quoted_excerpt(kv.first), " listed in ", kIndexFile,
+                   " is not in this shard");
+        stored = alias->second;
+      }
+      sources[kv.first] = {&shard, stored};
     }
   }
+
+  // Bound the spec against what the files can hold before building its tables: every alias
+  // comes from a metadata entry, so stored tensors + metadata entries bound the names.
+  size_t available = sources.size();
+  for (const auto& kv : shards) available += kv.second->metadata().size();
+  const int64_t needed = m.spec.min_tensor_count();
+  SLMC_CHECK(static_cast<int64_t>(available) >= needed, config_path, ": num_hidden_layers ",
+             m.spec.n_layer(), m.spec.layers.front().is_moe()
+                 ? str_cat(" x num_local_experts ", m.spec.layers.front().n_expert) : "",
+             " imply at least ", needed, " tensors, the checkpoint in ", dir, " holds ",
+             sources.size());
 
   std::map<std::string, const HfRule*> rule_of;
   const std::vector<HfRule> rules = hf_rules(m.spec);
   for (const HfRule& r : rules) rule_of[r.hf] = &r;
-  for (const auto& kv : weight_map) {
+  // Deduplicated names the files do not list themselves (single file or a shard's own metadata).
+  for (const auto& kv : shards)
+    for (const auto& md : kv.second->metadata())
+      if (rule_of.count(md.first) && !sources.count(md.first) && kv.second->has(md.second))
+        sources[md.first] = {kv.second.get(), md.second};
+  // A tied model whose checkpoint kept only the head's name (safetensors' dedupe without the
+  // metadata alias): the head's weights are the embedding.
+  const FamilyNames& fn = family_names(m.spec.family);
+  if (m.spec.tied_embeddings && !sources.count(fn.embed) && sources.count(fn.head))
+    sources.emplace(fn.embed, sources.at(fn.head));
+
+  std::set<std::pair<const SafetensorsFile*, std::string>> counted;  // bytes on disk, once each
+  for (const auto& kv : sources) {
     const std::string& hf_name = kv.first;
-    const SafetensorsFile& shard = *shards.at(kv.second);
-    SLMC_CHECK(shard.has(hf_name), shard.path(), ": tensor '", hf_name, "' listed in ", kIndexFile,
-               " is not in this shard");
+    const SafetensorsFile& shard = *kv.second.shard;
     auto it = rule_of.find(hf_name);
     if (it == rule_of.end()) {
-      SLMC_CHECK(ignorable_hf_tensor(hf_name, m.spec), shard.path(), ": unknown tensor '", hf_name,
-                 "' for a ", family_name(m.spec.family), " model with ", m.spec.n_layer(),
-                 " layers");
+      SLMC_CHECK(ignorable_hf_tensor(hf_name, m.spec), shard.path(), ": unknown tensor ",
+                 quoted_excerpt(hf_name), " for a ", family_name(m.spec.family),
+                 " model with ", m.spec.n_layer(), " layers");
       continue;
     }
     const HfRule& rule = *it->second;
-    HostTensor t = shard.read(hf_name);
-    const SafetensorsEntry& e = shard.entries().at(hf_name);
-    m.bytes_by_dtype[dtype_name(e.dtype)] += static_cast<int64_t>(e.end - e.begin);
+    HostTensor t = shard.read(kv.second.stored);
+    const int64_t bad = first_non_finite(t.data.data(), t.numel());
+    SLMC_CHECK(bad < 0, shard.path(), ": tensor ", quoted_excerpt(kv.second.stored), " holds ",
+               bad < 0 ? 0.0f : t.data[static_cast<size_t>(bad)], " at flat index ", bad,
+               "; weights must be finite");
+    const SafetensorsEntry& e = shard.entries().at(kv.second.stored);
+    if (counted.insert({&shard, kv.second.stored}).second)
+      m.bytes_by_dtype[dtype_name(e.dtype)] += static_cast<int64_t>(e.end - e.begin);
     if (rule.add != 0.0f)
       for (float& v : t.data) v += rule.add;
     if (rule.pieces.size() == 1) {
@@ -769,6 +791,7 @@ LoadedModel load_hf_model(const std::string& dir) {
     for (const Piece& pc : rule.pieces) {
       HostTensor part;
       part.shape = {pc.rows, cols};
+      part.source_dtype = t.source_dtype;
       part.data.assign(t.data.begin() + row0 * cols, t.data.begin() + (row0 + pc.rows) * cols);
       row0 += pc.rows;
       m.tensors.emplace(pc.canonical, std::move(part));

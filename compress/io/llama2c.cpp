@@ -215,8 +215,13 @@ LoadedModel load_llama2c(const std::string& path) {
   if (!tied) t[names::kOutput] = c.tensor({vocab, dim});
 
   int64_t bytes = 0;
-  for (const auto& kv_pair : t)
+  for (const auto& kv_pair : t) {
     bytes += kv_pair.second.numel() * static_cast<int64_t>(sizeof(float));
+    const int64_t bad = first_non_finite(kv_pair.second.data.data(), kv_pair.second.numel());
+    SLMC_CHECK(bad < 0, path, ": tensor ", kv_pair.first, " holds ",
+               bad < 0 ? 0.0f : kv_pair.second.data[static_cast<size_t>(bad)], " at flat index ",
+               bad, "; weights must be finite");
+  }
   m.bytes_by_dtype["F32"] = bytes;
   check_tensors(m.spec, m.tensors, path);
   return m;

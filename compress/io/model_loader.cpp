@@ -49,6 +49,7 @@ LoadedModel load_slm_model(const std::string& path) {
   m.path = path;
   m.format = "slm";
   for (const format::SlmTensor& t : f.tensors()) {
+    format::check_finite(f, t);  // NaN/Inf would reach eval and generate silently
     HostTensor h;
     h.shape = t.shape;
     h.data.resize(static_cast<size_t>(shape_numel(t.shape)));

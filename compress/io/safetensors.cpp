@@ -11,6 +11,7 @@
 #include "compress/core/atomic_file.h"
 #include "compress/core/error.h"
 #include "compress/core/float16.h"
+#include "compress/core/json_util.h"
 #include "compress/io/io_internal.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -34,19 +35,6 @@ uint64_t load_le64(const uint8_t* p) {
   return v;
 }
 
-// A JSON value that must be a non-negative integer (shape dims, offsets).
-bool json_to_u64(const nlohmann::json& v, uint64_t* out) {
-  if (v.is_number_unsigned()) {
-    *out = v.get<uint64_t>();
-    return true;
-  }
-  if (v.is_number_integer() && v.get<int64_t>() >= 0) {
-    *out = static_cast<uint64_t>(v.get<int64_t>());
-    return true;
-  }
-  return false;
-}
-
 bool is_float_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
 
 }  // namespace
@@ -65,26 +53,11 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   SLMC_CHECK(n >= 2 && base[8] == '{', path,
              ": safetensors header does not start with '{' (not a safetensors file)");
 
-  const char* text = reinterpret_cast<const char*>(base + 8);
-  // nlohmann keeps the last of duplicated keys silently; the format forbids duplicates.
-  std::set<std::string> seen;
-  std::string duplicate;
-  nlohmann::json::parser_callback_t on_event = [&](int depth, nlohmann::json::parse_event_t ev,
-                                                   nlohmann::json& parsed) {
-    if (ev == nlohmann::json::parse_event_t::key && depth == 1 && duplicate.empty()) {
-      const std::string key = parsed.get<std::string>();
-      if (!seen.insert(key).second) duplicate = key;
-    }
-    return true;
-  };
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text, text + n, on_event);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": safetensors header is not valid JSON: ", e.what());
-  }
+  // Depth-bounded, and duplicate keys (which nlohmann would resolve silently to the last) refused
+  // at every level: the format forbids them.
+  const nlohmann::json header = checked_json::parse(
+      std::string_view(reinterpret_cast<const char*>(base + 8), n), path + ": safetensors header");
   SLMC_CHECK(header.is_object(), path, ": safetensors header is not a JSON object");
-  SLMC_CHECK(duplicate.empty(), path, ": safetensors header names '", duplicate, "' twice");
 
   const uint64_t data_size = size - 8 - n;
   for (const auto& item : header.items()) {
@@ -92,59 +65,52 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     const nlohmann::json& v = item.value();
     if (name == kMetadataKey) {
       SLMC_CHECK(v.is_object(), path, ": ", kMetadataKey, " must be an object of strings, got ",
-                 v.type_name());
-      for (const auto& m : v.items()) {
-        SLMC_CHECK(m.value().is_string(), path, ": ", kMetadataKey, " value of '", m.key(),
-                   "' must be a string, got ", m.value().dump());
-        metadata_[m.key()] = m.value().get<std::string>();
-      }
+                 checked_json::excerpt(v));
+      for (const auto& m : v.items())
+        metadata_[m.key()] = checked_json::get_string(
+            m.value(), str_cat(path, ": ", kMetadataKey, "[", quoted_excerpt(m.key()), "]"));
       continue;
     }
-    SLMC_CHECK(v.is_object(), path, ": tensor '", name, "': entry must be an object, got ",
-               v.dump());
+    const std::string what = str_cat(path, ": tensor ", quoted_excerpt(name));
+    SLMC_CHECK(v.is_object(), what, ": entry must be an object, got ", checked_json::excerpt(v));
     SafetensorsEntry e;
     // dtype
     auto it = v.find("dtype");
-    SLMC_CHECK(it != v.end(), path, ": tensor '", name, "': missing 'dtype'");
-    SLMC_CHECK(it->is_string(), path, ": tensor '", name, "': dtype must be a string, got ",
-               it->dump());
-    const std::string dtype = it->get<std::string>();
-    SLMC_CHECK(dtype_from_name(dtype, &e.dtype), path, ": tensor '", name, "': unknown dtype '",
-               dtype, "' (supported: F32, F16, BF16, I32, I64, U8)");
+    SLMC_CHECK(it != v.end(), what, ": missing 'dtype'");
+    const std::string dtype = checked_json::get_string(*it, what + ": dtype", 64);
+    SLMC_CHECK(dtype_from_name(dtype, &e.dtype), what, ": unknown dtype ", quoted_excerpt(dtype),
+               " (supported: F32, F16, BF16, I32, I64, U8)");
     // shape
     it = v.find("shape");
-    SLMC_CHECK(it != v.end(), path, ": tensor '", name, "': missing 'shape'");
-    SLMC_CHECK(it->is_array(), path, ": tensor '", name, "': shape must be an array, got ",
-               it->dump());
+    SLMC_CHECK(it != v.end(), what, ": missing 'shape'");
+    SLMC_CHECK(it->is_array(), what, ": shape must be an array, got ", checked_json::excerpt(*it));
     uint64_t numel = 1;
-    for (const auto& d : *it) {
-      uint64_t dim = 0;
-      SLMC_CHECK(json_to_u64(d, &dim) && dim <= static_cast<uint64_t>(INT64_MAX), path,
-                 ": tensor '", name, "': shape ", it->dump(),
-                 " must hold non-negative integers, found ", d.dump());
-      e.shape.push_back(static_cast<int64_t>(dim));
-      SLMC_CHECK(mul_u64(numel, dim, &numel), path, ": tensor '", name, "': shape ", it->dump(),
-                 " overflows 64 bits");
+    for (size_t k = 0; k < it->size(); ++k) {
+      const int64_t dim = checked_json::get_int((*it)[k], str_cat(what, ": shape[", k, "]"), 0, INT64_MAX);
+      e.shape.push_back(dim);
+      SLMC_CHECK(mul_u64(numel, static_cast<uint64_t>(dim), &numel), what, ": shape ",
+                 checked_json::excerpt(*it), " overflows 64 bits");
     }
-    // data_offsets
+    // data_offsets: inside the data section.
     it = v.find("data_offsets");
-    SLMC_CHECK(it != v.end(), path, ": tensor '", name, "': missing 'data_offsets'");
-    SLMC_CHECK(it->is_array() && it->size() == 2 && json_to_u64((*it)[0], &e.begin) &&
-                   json_to_u64((*it)[1], &e.end),
-               path, ": tensor '", name,
-               "': data_offsets must be two non-negative integers [begin, end], got ", it->dump());
-    SLMC_CHECK(e.begin <= e.end, path, ": tensor '", name, "': data_offsets [", e.begin, ", ",
-               e.end, "] has begin after end");
-    SLMC_CHECK(e.end <= data_size, path, ": tensor '", name, "': data_offsets [", e.begin, ", ",
-               e.end, "] out of range: the data section holds ", data_size,
-               " bytes (truncated file?)");
+    SLMC_CHECK(it != v.end(), what, ": missing 'data_offsets'");
+    SLMC_CHECK(it->is_array() && it->size() == 2, what,
+               ": data_offsets must be two non-negative integers [begin, end], got ",
+               checked_json::excerpt(*it));
+    const int64_t max_offset = static_cast<int64_t>(std::min<uint64_t>(data_size, INT64_MAX));
+    const std::string range_note = str_cat(" (the data section holds ", data_size, " bytes; truncated file?)");
+    e.begin = static_cast<uint64_t>(checked_json::get_int((*it)[0], what + ": data_offsets[0]" , 0, INT64_MAX));
+    e.end = static_cast<uint64_t>(checked_json::get_int((*it)[1], what + ": data_offsets[1]", 0, INT64_MAX));
+    SLMC_CHECK(e.begin <= e.end, what, ": data_offsets [", e.begin, ", ", e.end,
+               "] has begin after end");
+    SLMC_CHECK(e.end <= static_cast<uint64_t>(max_offset), what, ": data_offsets [", e.begin, ", ",
+               e.end, "] out of range", range_note);
     uint64_t nbytes = 0;
-    SLMC_CHECK(mul_u64(numel, static_cast<uint64_t>(dtype_size(e.dtype)), &nbytes), path,
-               ": tensor '", name, "': shape ", shape_str(e.shape), " x ", dtype,
-               " needs more bytes than 64 bits can count");
-    SLMC_CHECK(nbytes == e.end - e.begin, path, ": tensor '", name, "': shape ", shape_str(e.shape),
-               " x ", dtype, " needs ", nbytes, " bytes but data_offsets [", e.begin, ", ", e.end,
-               "] span ", e.end - e.begin, " bytes");
+    SLMC_CHECK(mul_u64(numel, static_cast<uint64_t>(dtype_size(e.dtype)), &nbytes), what,
+               ": shape ", shape_str(e.shape), " x ", dtype, " needs more bytes than 64 bits can count");
+    SLMC_CHECK(nbytes == e.end - e.begin, what, ": shape ", shape_str(e.shape), " x ", dtype,
+               " needs ", nbytes, " bytes but data_offsets [", e.begin, ", ", e.end, "] span ",
+               e.end - e.begin, " bytes");
     entries_.emplace(name, std::move(e));
   }
 
@@ -159,8 +125,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   for (size_t i = 1; i < by_offset.size(); ++i) {
     const auto& prev = by_offset[i - 1];
     const auto& cur = by_offset[i];
-    SLMC_CHECK(cur.second->begin >= prev.second->end, path, ": tensors '", *prev.first, "' [",
-               prev.second->begin, ", ", prev.second->end, ") and '", *cur.first, "' [",
+    SLMC_CHECK(cur.second->begin >= prev.second->end, path, ": tensors ", quoted_excerpt(*prev.first), " [",
+               prev.second->begin, ", ", prev.second->end, ") and ", quoted_excerpt(*cur.first), " [",
                cur.second->begin, ", ", cur.second->end, ") overlap");
   }
 
@@ -173,15 +139,15 @@ SafetensorsFile::~SafetensorsFile() { io_internal::unmap_file(map_, size_); }
 
 const uint8_t* SafetensorsFile::raw(const std::string& name) const {
   auto it = entries_.find(name);
-  SLMC_CHECK(it != entries_.end(), path_, ": no tensor '", name, "'");
+  SLMC_CHECK(it != entries_.end(), path_, ": no tensor ", quoted_excerpt(name));
   return data_ + it->second.begin;
 }
 
 HostTensor SafetensorsFile::read(const std::string& name) const {
   auto it = entries_.find(name);
-  SLMC_CHECK(it != entries_.end(), path_, ": no tensor '", name, "'");
+  SLMC_CHECK(it != entries_.end(), path_, ": no tensor ", quoted_excerpt(name));
   const SafetensorsEntry& e = it->second;
-  SLMC_CHECK(is_float_dtype(e.dtype), path_, ": tensor '", name, "' has dtype ",
+  SLMC_CHECK(is_float_dtype(e.dtype), path_, ": tensor ", quoted_excerpt(name), " has dtype ",
              dtype_name(e.dtype), "; only F32, F16 and BF16 can be read as floats");
   HostTensor t;
   t.shape = e.shape;

@@ -25,18 +25,16 @@ void bind_data(const std::string& file, const YAML::Node& n, const char* section
     SLMC_CHECK(d.samples >= 1, d.where, ": ", section, ".samples must be >= 1, got ", d.samples);
 }
 
-}  // namespace
-
-Recipe load_recipe(const std::string& path) {
+Recipe load_recipe_unchecked(const std::string& path) {
   const YAML::Node root = load_yaml_file(path);
   SLMC_CHECK(root.IsMap(), path, ": a recipe must be a mapping with version, stages, ...");
   Recipe r;
   r.file = path;
   const std::set<std::string> top = {"version", "model", "data", "stages", "export", "gates"};
   for (const auto& kv : root) {
-    const std::string k = kv.first.as<std::string>();
-    SLMC_CHECK(top.count(k), yaml_where(path, kv.first), ": unknown key '", k,
-               "' (known: version, model, data, stages, export, gates)");
+    const std::string k = yaml_key(path, kv.first);
+    SLMC_CHECK(top.count(k), yaml_where(path, kv.first), ": unknown key ", quoted_excerpt(k),
+               " (known: version, model, data, stages, export, gates)");
   }
   if (root["version"]) {
     const YAML::Node v = root["version"];
@@ -56,10 +54,10 @@ Recipe load_recipe(const std::string& path) {
   if (const YAML::Node data = root["data"]) {
     SLMC_CHECK(data.IsMap(), yaml_where(path, data), ": 'data' must be a mapping");
     for (const auto& kv : data) {
-      const std::string k = kv.first.as<std::string>();
+      const std::string k = yaml_key(path, kv.first);
       if (k == "calibration") bind_data(path, kv.second, "data.calibration", r.calibration, true);
       else if (k == "eval") bind_data(path, kv.second, "data.eval", r.eval, false);
-      else fail(yaml_where(path, kv.first), ": unknown key '", k, "' in data (known: calibration, eval)");
+      else fail(yaml_where(path, kv.first), ": unknown key ", quoted_excerpt(k), " in data (known: calibration, eval)");
     }
   }
   const YAML::Node stages = root["stages"];
@@ -71,8 +69,12 @@ Recipe load_recipe(const std::string& path) {
                ": each stage is a one-key mapping, e.g. '- quantize: {method: gptq, bits: 4}'");
     const auto kv = *s.begin();
     Stage st;
-    st.kind = kv.first.as<std::string>();
+    st.kind = yaml_key(path, kv.first);
     st.where = yaml_where(path, kv.first);
+    // Registered pass names are short identifiers; anything else is refused here, quoted.
+    SLMC_CHECK(!st.kind.empty() && st.kind.size() <= 64 &&
+                   st.kind.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos,
+               st.where, ": unknown stage ", quoted_excerpt(st.kind), " (stage names are pass names such as quantize)");
     YAML::Node opts = kv.second;
     if (opts.IsNull()) opts = YAML::Node(YAML::NodeType::Map);
     SLMC_CHECK(opts.IsMap(), yaml_where(path, opts), ": options of stage '", st.kind,
@@ -97,6 +99,18 @@ Recipe load_recipe(const std::string& path) {
     bind_yaml(path, g, "gates", r.gates);
   }
   return r;
+}
+
+}  // namespace
+
+Recipe load_recipe(const std::string& path) {
+  // Every node access below checks its type first; this is the net for a yaml-cpp conversion
+  // nobody foresaw (in a pass's own options, say): bad input exits 2, never "internal error".
+  try {
+    return load_recipe_unchecked(path);
+  } catch (const YAML::Exception& e) {
+    fail(path, e.mark.is_null() ? "" : str_cat(":", e.mark.line + 1), ": ", printable(e.msg));
+  }
 }
 
 }  // namespace slmc

@@ -1,6 +1,7 @@
 #include "compress/recipe/selector.h"
 
 #include "compress/core/error.h"
+#include "compress/core/regex.h"
 
 namespace slmc {
 
@@ -36,12 +37,9 @@ std::vector<Selector::Compiled> Selector::compile(const PatternList& l) {
     c.pattern = l.items[i];
     SLMC_CHECK(!c.pattern.empty(), l.where[i], ": empty tensor pattern");
     if (c.pattern.rfind("re:", 0) == 0) {
-      c.is_regex = true;
-      try {
-        c.re = std::regex(c.pattern.substr(3), std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        fail(l.where[i], ": bad regex '", c.pattern.substr(3), "': ", e.what());
-      }
+      Regex::Options opt;
+      opt.max_pattern_bytes = kMaxSelectorRegexBytes;
+      c.re = std::make_shared<const Regex>(c.pattern.substr(3), l.where[i] + ": bad regex", opt);
     }
     out.push_back(std::move(c));
   }
@@ -49,7 +47,7 @@ std::vector<Selector::Compiled> Selector::compile(const PatternList& l) {
 }
 
 bool Selector::matches(const Compiled& c, const std::string& name) {
-  return c.is_regex ? std::regex_match(name, c.re) : plain_matches(c.pattern, name);
+  return c.re ? c.re->full_match(name) : plain_matches(c.pattern, name);
 }
 
 bool pattern_matches(const std::string& pattern, const std::string& name) {
@@ -78,8 +76,8 @@ void Selector::check_all_match(const std::vector<std::string>& names) const {
     for (size_t i = 0; i < cs.size(); ++i) {
       bool any = false;
       for (const std::string& n : names) any = any || matches(cs[i], n);
-      SLMC_CHECK(any, l.where[i], ": ", key, " pattern '", cs[i].pattern,
-                 "' matches no tensor of the model (names look like blk.0.attn_q.weight, "
+      SLMC_CHECK(any, l.where[i], ": ", key, " pattern ", quoted_excerpt(cs[i].pattern),
+                 " matches no tensor of the model (names look like blk.0.attn_q.weight, "
                  "token_embd.weight, output.weight)");
     }
   };

@@ -2,14 +2,21 @@
 //   "ffn_down"            every tensor whose last name components are ffn_down(.weight): all layers
 //   "blk.0.attn_q"        that tensor (".weight" may be left out)
 //   "output"              the output head; "token_embd" the embedding
-//   "re:blk\.[0-3]\..*"   a regex (ECMAScript) that must match the whole canonical name
+//   "re:blk\.[0-3]\..*"   a regex (PCRE2, compress/core/regex.h) that must match the whole
+//                         canonical name; at most kMaxSelectorRegexBytes bytes, nesting and the
+//                         work of each match bounded (a hostile recipe fails, never hangs)
 #pragma once
 
-#include <regex>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace slmc {
+
+class Regex;
+
+// Longest `re:` pattern a selector accepts (tensor names are short; no real selector comes near).
+inline constexpr size_t kMaxSelectorRegexBytes = 1024;
 
 // A list of patterns with where each came from ("recipe.yaml:12" or "--ignore"), for errors.
 struct PatternList {
@@ -45,8 +52,7 @@ class Selector {
   friend bool pattern_matches(const std::string& pattern, const std::string& name);
   struct Compiled {
     std::string pattern;
-    bool is_regex = false;
-    std::regex re;
+    std::shared_ptr<const Regex> re;  // set for "re:" patterns
   };
   static std::vector<Compiled> compile(const PatternList& l);
   static bool matches(const Compiled& c, const std::string& name);

@@ -6,10 +6,12 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <cstdint>
 #include <set>
 #include <sstream>
 #include <string>
+#include <type_traits>
 
 #include "compress/core/error.h"
 #include "compress/recipe/selector.h"
@@ -19,8 +21,16 @@ namespace slmc {
 // "file:line" of a YAML node (1-based), for error messages.
 std::string yaml_where(const std::string& file, const YAML::Node& node);
 
-// Loads a YAML file; syntax errors name file:line.
+// Loads a YAML file of one document; syntax errors name file:line. Refused with file:line too:
+// a second document, a mapping key that is not a plain scalar (`? {a: 1}`), a key given twice in
+// one mapping (yaml-cpp would keep both and find the first), nesting deeper than
+// kMaxYamlDepth (which also stops an alias cycle such as `&a [*a]`). No yaml-cpp exception
+// leaves this function.
+inline constexpr int kMaxYamlDepth = 32;
 YAML::Node load_yaml_file(const std::string& path);
+
+// The key of a mapping entry as a string (load_yaml_file has checked that it is a scalar).
+std::string yaml_key(const std::string& file, const YAML::Node& key);
 
 namespace detail {
 template <typename T>
@@ -51,8 +61,13 @@ class YamlBinder {
       field = n.as<T>();
     } catch (const YAML::Exception&) {
       fail(yaml_where(file_, n), ": key '", key, "' must be ", detail::yaml_type_name<T>(),
-           ", got '", n.Scalar(), "'");
+           ", got ", quoted_excerpt(n.Scalar()));
     }
+    // `.nan` or `.inf` would pass every comparison a gate or option makes (max_kl: .nan
+    // silently disabled the gate): numbers must be finite.
+    if constexpr (std::is_floating_point<T>::value)
+      SLMC_CHECK(std::isfinite(field), yaml_where(file_, n), ": key '", key,
+                 "' must be a finite number, got ", quoted_excerpt(n.Scalar()));
   }
 
   // A pattern list: one string or a sequence of strings; each item remembers its line.
@@ -84,11 +99,11 @@ class YamlBinder {
   // Call after visit(): every key in the mapping must have been visited.
   void reject_unknown() const {
     for (const auto& kv : map_) {
-      const std::string k = kv.first.as<std::string>();
+      const std::string k = yaml_key(file_, kv.first);
       if (!known_.count(k)) {
         std::ostringstream keys;
         for (const auto& s : known_) keys << (keys.tellp() ? ", " : "") << s;
-        fail(yaml_where(file_, kv.first), ": unknown key '", k, "'",
+        fail(yaml_where(file_, kv.first), ": unknown key ", quoted_excerpt(k),
              section_.empty() ? "" : " in " + section_, " (known: ", keys.str(), ")");
       }
     }

@@ -1,5 +1,6 @@
 #include "compress/tokenizer/llama2c_tokenizer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <queue>
@@ -9,7 +10,6 @@
 
 namespace slmc {
 
-using tokenizer_internal::quote;
 
 namespace {
 
@@ -64,6 +64,17 @@ Llama2cTokenizer::Llama2cTokenizer(std::vector<std::string> vocab, std::vector<f
              " tokens; it needs at least <unk>, BOS and EOS");
   SLMC_CHECK(vocab_.size() <= static_cast<size_t>(std::numeric_limits<int32_t>::max()), path,
              ": llama2.c tokenizer has too many tokens (", vocab_.size(), ")");
+  // The header's max_token_length is a claim: every token was checked against it on load, and
+  // the encoder sizes its buffers from the longest token actually present, never from the claim
+  // (a 4 KB file claiming 1.4 GB would otherwise make every encode() reserve 2.8 GB).
+  int32_t longest = 0;
+  for (const std::string& v : vocab_) {
+    SLMC_CHECK(v.size() <= static_cast<size_t>(max_token_length), path, ": llama2.c tokenizer: token ",
+               quoted_excerpt(v), " of ", v.size(), " bytes is longer than max_token_length ",
+               max_token_length);
+    longest = std::max(longest, static_cast<int32_t>(v.size()));
+  }
+  max_token_length_ = longest;
   for (size_t i = 0; i < vocab_.size(); ++i) {
     const std::string& v = vocab_[i];
     ids_.insert(v, static_cast<int32_t>(i));  // the first id wins
@@ -241,7 +252,7 @@ std::unique_ptr<Llama2cTokenizer> load_llama2c_tokenizer(std::string_view bytes,
                " bytes are left (truncated file?)");
     std::string s(bytes.substr(off + 8, static_cast<size_t>(len)));
     SLMC_CHECK(s.find('\0') == std::string::npos, path, ": llama2.c tokenizer: token ", i, " ",
-               quote(s), " contains a NUL byte");
+               quoted_excerpt(s), " contains a NUL byte");
     vocab.push_back(std::move(s));
     scores.push_back(score);
     off += 8 + static_cast<size_t>(len);

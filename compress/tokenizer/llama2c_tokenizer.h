@@ -40,6 +40,7 @@ class Llama2cTokenizer final : public Tokenizer {
   std::string piece(int32_t id) const override;
 
   float score(int32_t id) const;
+  // The longest token's length in bytes (the file header's claim is only an upper bound on it).
   int32_t max_token_length() const { return max_token_length_; }
   // run.c str_lookup(): the id of the token whose bytes are `s`, or -1. With duplicate entries
   // (which llama2.c's export never writes) the lowest id wins.

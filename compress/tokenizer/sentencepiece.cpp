@@ -11,7 +11,6 @@
 
 namespace slmc {
 
-using tokenizer_internal::quote;
 
 namespace {
 
@@ -420,7 +419,7 @@ SentencePieceTokenizer::SentencePieceTokenizer(SpmModelProto proto, const std::s
          ": unsupported SentencePiece model: normalizer_spec.precompiled_charsmap is not "
          "empty (",
          normalizer_.precompiled_charsmap.size(), " bytes, normalizer_spec.name ",
-         quote(normalizer_.name), "); slmc implements only the identity normalizer");
+         quoted_excerpt(normalizer_.name), "); slmc implements only the identity normalizer");
   }
   if (!proto.denormalizer.precompiled_charsmap.empty()) {
     fail(path,
@@ -443,13 +442,13 @@ SentencePieceTokenizer::SentencePieceTokenizer(SpmModelProto proto, const std::s
                "] is too long (", sp.piece.size(), " bytes)");
     SLMC_CHECK(!sp.piece.empty(), path, ": SentencePiece model: pieces[", i, "] is empty");
     SLMC_CHECK(sp.piece.find('\0') == std::string::npos, path, ": SentencePiece model: pieces[", i,
-               "] ", quote(sp.piece), " contains a NUL byte");
+               "] ", quoted_excerpt(sp.piece), " contains a NUL byte");
     const bool is_normal = sp.type == SpmPieceType::kNormal ||
                            sp.type == SpmPieceType::kUserDefined ||
                            sp.type == SpmPieceType::kUnused;
     PieceMap& map = is_normal ? pieces_map_ : reserved_map_;
     const int32_t first = map.insert(sp.piece, id);
-    SLMC_CHECK(first == id, path, ": SentencePiece model: pieces[", i, "] ", quote(sp.piece),
+    SLMC_CHECK(first == id, path, ": SentencePiece model: pieces[", i, "] ", quoted_excerpt(sp.piece),
                " is already defined as pieces[", first, "]");
     if (sp.type == SpmPieceType::kUserDefined) {
       user_defined_[static_cast<uint8_t>(sp.piece[0])].push_back(sp.piece);
@@ -463,10 +462,10 @@ SentencePieceTokenizer::SentencePieceTokenizer(SpmModelProto proto, const std::s
     }
     if (sp.type == SpmPieceType::kByte) {
       SLMC_CHECK(byte_fallback_, path, ": SentencePiece model: byte piece pieces[", i, "] ",
-                 quote(sp.piece), " found although trainer_spec.byte_fallback is false");
+                 quoted_excerpt(sp.piece), " found although trainer_spec.byte_fallback is false");
       const int b = piece_to_byte(sp.piece);
       SLMC_CHECK(b >= 0, path, ": SentencePiece model: byte piece pieces[", i, "] ",
-                 quote(sp.piece), " is not of the form <0xXX>");
+                 quoted_excerpt(sp.piece), " is not of the form <0xXX>");
       byte_ids_[b] = id;
     }
   }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -14,6 +15,7 @@
 
 #include "compress/core/atomic_file.h"
 #include "compress/core/error.h"
+#include "compress/core/float16.h"
 #include "compress/core/mapped_file.h"
 #include "compress/core/tensor_names.h"
 
@@ -28,22 +30,6 @@ namespace {
 constexpr uint64_t kMinRecordBytes = 4 + 1 + 4 + 4 + 8 + 8 + 8;
 
 uint64_t align_up(uint64_t x) { return (x + kSlmAlign - 1) / kSlmAlign * kSlmAlign; }
-
-// `n` bytes in double quotes, non-printable ones as \xNN, cut after 40: safe in a one-line
-// message.
-std::string quoted(const char* p, size_t n) {
-  constexpr size_t kMax = 40;
-  std::string s = "\"";
-  for (size_t i = 0; i < n && i < kMax; ++i) {
-    const auto c = static_cast<uint8_t>(p[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      s.push_back(static_cast<char>(c));
-    } else {
-      s += str_cat("\\x", "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
-    }
-  }
-  return s + (n > kMax ? "\"..." : "\"");
-}
 
 // Tensor names go into one-line error messages: no control bytes (UTF-8 is fine).
 bool name_is_printable(const std::string& name) {
@@ -150,8 +136,8 @@ SlmFile::SlmFile(const std::string& path) : path_(path) {
   SlmHeader h;
   std::memcpy(&h, base, sizeof h);
   SLMC_CHECK(std::memcmp(h.magic, kSlmMagic, sizeof kSlmMagic) == 0, p,
-             ": not an .slm file: magic is ", quoted(h.magic, sizeof h.magic), ", expected ",
-             quoted(kSlmMagic, sizeof kSlmMagic));
+             ": not an .slm file: magic is ", quoted_excerpt(std::string_view(h.magic, sizeof h.magic)), ", expected ",
+             quoted_excerpt(std::string_view(kSlmMagic, sizeof kSlmMagic)));
   SLMC_CHECK(h.version != 0, p, ": version 0 is not a valid .slm version");
   SLMC_CHECK(h.version <= kSlmVersion, p, ": version ", h.version,
              " is newer than this slmc (reads ", kSlmVersion, ")");
@@ -172,7 +158,7 @@ SlmFile::SlmFile(const std::string& path) : path_(path) {
   for (const char* c = kind_end; c < h.tokenizer_kind + sizeof h.tokenizer_kind; ++c)
     SLMC_CHECK(*c == '\0', p, ": tokenizer_kind has bytes after its NUL terminator");
   SLMC_CHECK(tokenizer_kind_.empty() || slm_tokenizer_kind_known(tokenizer_kind_), p,
-             ": unknown tokenizer_kind ", quoted(tokenizer_kind_.data(), tokenizer_kind_.size()),
+             ": unknown tokenizer_kind ", quoted_excerpt(tokenizer_kind_),
              " (known: ", known_kinds(), ", or empty for none)");
 
   // Sections: inside the file, after the header, before the data, not overlapping each other.
@@ -228,6 +214,13 @@ SlmFile::SlmFile(const std::string& path) : path_(path) {
   SLMC_CHECK(h.n_tensors <= h.table_bytes / kMinRecordBytes, p, ": n_tensors ", h.n_tensors,
              " cannot fit in a table of ", h.table_bytes, " bytes (records take at least ",
              kMinRecordBytes, ")");
+  // The spec's tensor table (expected_tensors) is built below: bound it by what this file's table
+  // can hold first, so a small file cannot declare millions of tensors.
+  SLMC_CHECK(static_cast<uint64_t>(spec_.min_tensor_count()) <= h.n_tensors, p, ": spec key 'layers' (",
+             spec_.n_layer(), " layers",
+             spec_.layers.front().is_moe() ? str_cat(", n_expert ", spec_.layers.front().n_expert) : "",
+             ") implies at least ", spec_.min_tensor_count(), " tensors, the table holds n_tensors ",
+             h.n_tensors);
   TableCursor cur(base, h.table_offset, h.table_offset + h.table_bytes, p);
   std::set<std::string> names;
   tensors_.reserve(h.n_tensors);
@@ -239,7 +232,7 @@ SlmFile::SlmFile(const std::string& path) : path_(path) {
     t.name.resize(name_len);
     cur.read(i, "name", t.name.data(), name_len);
     SLMC_CHECK(name_is_printable(t.name), p, ": tensor table record ", i, ": name ",
-               quoted(t.name.data(), t.name.size()), " contains a control byte");
+               quoted_excerpt(t.name), " contains a control byte");
     SLMC_CHECK(names.insert(t.name).second, p, ": tensor ", t.name, " appears twice in the table");
 
     const uint32_t format_id = cur.get<uint32_t>(i, "format");
@@ -342,7 +335,7 @@ void SlmWriter::set_tokenizer(std::string kind, std::string bytes) {
 void SlmWriter::add_tensor(const std::string& name, codec::Format format,
                            std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
   SLMC_CHECK(!name.empty() && name.size() <= kSlmMaxNameBytes && name_is_printable(name),
-             ".slm writer: tensor name ", quoted(name.data(), name.size()), " must be 1..",
+             ".slm writer: tensor name ", quoted_excerpt(name), " must be 1..",
              kSlmMaxNameBytes, " bytes without control bytes");
   for (const Pending& t : tensors_)
     SLMC_CHECK(t.name != name, ".slm writer: tensor ", name, " added twice");
@@ -433,6 +426,87 @@ void SlmWriter::write(const std::string& path) const {
     f.close();
     SLMC_CHECK(f.good(), path, ": write failed: ", std::strerror(errno));
   });
+}
+
+void check_finite(const SlmFile& f, const SlmTensor& t) {
+  const uint8_t* p = f.data(t);
+  const uint64_t n = shape_numel(t.shape);
+  // Half-precision fields: all exponent bits set is Inf or NaN.
+  const auto half_bad = [](const uint8_t* q, bool bf16) {
+    uint16_t h;
+    std::memcpy(&h, q, 2);
+    return bf16 ? (h & 0x7f80u) == 0x7f80u : (h & 0x7c00u) == 0x7c00u;
+  };
+  const auto refuse = [&](uint64_t index, float value, const char* what) {
+    fail(f.path(), ": tensor ", t.name, " (", codec::format_info(t.format).name, ") holds ", value,
+         " at flat index ", index, what, "; weights must be finite");
+  };
+  switch (t.format) {
+    case codec::Format::kF32: {
+      // The data section is 64-byte aligned, so the tensor's floats are aligned too.
+      const int64_t i = first_non_finite(reinterpret_cast<const float*>(p), static_cast<int64_t>(n));
+      if (i >= 0) refuse(static_cast<uint64_t>(i), reinterpret_cast<const float*>(p)[i], "");
+      return;
+    }
+    case codec::Format::kF16:
+    case codec::Format::kBF16: {
+      const bool bf = t.format == codec::Format::kBF16;
+      for (uint64_t i = 0; i < n; ++i)
+        if (half_bad(p + 2 * i, bf)) {
+          uint16_t h;
+          std::memcpy(&h, p + 2 * i, 2);
+          refuse(i, bf ? bf16_to_f32(h) : f16_to_f32(h), "");
+        }
+      return;
+    }
+    default:
+      break;
+  }
+  // Block formats: a weight is d * (q - z) with finite integer codes, so it is finite iff the
+  // block's fp16 scale (and zero point) are. Their offsets come from the codec's block structs.
+  size_t fields[2] = {0, 0};
+  size_t n_fields = 0;
+  switch (t.format) {
+    case codec::Format::kQ8_0:
+      fields[n_fields++] = offsetof(codec::BlockQ8_0, d);
+      break;
+    case codec::Format::kQ4_0:
+      fields[n_fields++] = offsetof(codec::BlockQ4_0, d);
+      break;
+    case codec::Format::kQ4_G64:
+      fields[n_fields++] = offsetof(codec::BlockQ4G64, d);
+      fields[n_fields++] = offsetof(codec::BlockQ4G64, z);
+      break;
+    case codec::Format::kQ4_G128:
+      fields[n_fields++] = offsetof(codec::BlockQ4G128, d);
+      fields[n_fields++] = offsetof(codec::BlockQ4G128, z);
+      break;
+    default: {
+      // A format added later without a case here: decode it with the reference codec.
+      const int64_t cols = t.shape.back();
+      const int64_t rows = static_cast<int64_t>(n) / cols;
+      const size_t rb = codec::row_bytes(t.format, cols);
+      std::vector<float> row(static_cast<size_t>(cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        codec::dequantize_row_ref(t.format, p + static_cast<size_t>(r) * rb, cols, row.data());
+        const int64_t i = first_non_finite(row.data(), cols);
+        if (i >= 0) refuse(static_cast<uint64_t>(r * cols + i), row[static_cast<size_t>(i)], "");
+      }
+      return;
+    }
+  }
+  const codec::FormatInfo& fi = codec::format_info(t.format);
+  const uint64_t blocks = n / static_cast<uint64_t>(fi.block_size);
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const uint8_t* block = p + b * static_cast<uint64_t>(fi.block_bytes);
+    for (size_t k = 0; k < n_fields; ++k)
+      if (half_bad(block + fields[k], false)) {
+        uint16_t h;
+        std::memcpy(&h, block + fields[k], 2);
+        refuse(b * static_cast<uint64_t>(fi.block_size), f16_to_f32(h),
+               k == 0 ? " (the block's scale)" : " (the block's zero point)");
+      }
+  }
 }
 
 void SlmFile::release(const SlmTensor& t) const {

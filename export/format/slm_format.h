@@ -103,6 +103,12 @@ class SlmFile {
   std::vector<SlmTensor> tensors_;
 };
 
+// Throws slmc::Error naming the file, the tensor, the flat index and the value if a weight of `t`
+// is NaN or Inf (a float that is, or a block's fp16 scale or zero point that is). Reads every
+// plain float, or every block's fp16 fields. The exporter never writes such a file; readers
+// that compute with the weights (the runtime, load_model) call this on every tensor.
+void check_finite(const SlmFile& f, const SlmTensor& t);
+
 // True if `path` is a regular file that starts with kSlmMagic.
 bool is_slm_file(const std::string& path);
 

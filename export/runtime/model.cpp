@@ -182,6 +182,7 @@ void Model::open_slm(const std::string& path) {
   for (const TensorDecl& d : expected_tensors(spec_)) known.insert(d.name);
   for (const format::SlmTensor& t : slm_->tensors()) {
     SLMC_CHECK(known.count(t.name), path, ": unexpected tensor ", t.name, " for this spec");
+    format::check_finite(*slm_, t);  // NaN/Inf
     views_[t.name] = TensorView{t.format, t.shape, slm_->data(t), t.n_bytes, &t};
   }
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -385,12 +386,12 @@ TEST_F(SlmCorruption, BadSpecJson) {
   const size_t at = b.find("\"vocab\":64", h.spec_offset);
   ASSERT_NE(at, std::string::npos);
   b.replace(at, 10, "\"vocab\":-4");
-  expect_bad(b, {"spec", "vocab must be > 0, got -4"});
+  expect_bad(b, {"spec", "'vocab' = -4 is outside [1, 16777216]"});
   b = good_;
   const size_t fam = b.find("\"llama\"", h.spec_offset);
   ASSERT_NE(fam, std::string::npos);
   b.replace(fam, 7, "\"lemur\"");
-  expect_bad(b, {"spec", "unknown family 'lemur'"});
+  expect_bad(b, {"spec", "'family'", "unknown family \"lemur\""});
 }
 
 // ---- Tensor table --------------------------------------------------------------------------
@@ -510,6 +511,116 @@ TEST(SlmWriterChecks, RefusesWhatTheReaderWould) {
   write_tiny(dir.file("ok.slm"));
   EXPECT_THROW(write_tiny(nodir), Error);
   EXPECT_FALSE(fs::exists(nodir));
+}
+
+// ---- Hostile specs and weights (issue 18) --------------------------------------------------
+
+// A file whose spec is `spec_json`, with no tokenizer and an empty tensor table: what an attacker
+// writes to make a reader build a huge table from a small file.
+std::string file_with_spec(const std::string& spec_json) {
+  SlmHeader h{};
+  std::memcpy(h.magic, kSlmMagic, sizeof h.magic);
+  h.version = kSlmVersion;
+  h.header_bytes = sizeof(SlmHeader);
+  h.spec_offset = sizeof(SlmHeader);
+  h.spec_bytes = spec_json.size();
+  h.tokenizer_offset = h.spec_offset + h.spec_bytes;
+  h.table_offset = h.tokenizer_offset;
+  h.data_offset = (h.table_offset + kSlmAlign - 1) / kSlmAlign * kSlmAlign;
+  h.file_bytes = h.data_offset;
+  std::string b(reinterpret_cast<const char*>(&h), sizeof h);
+  b += spec_json;
+  b.resize(h.data_offset, '\0');
+  return b;
+}
+
+std::string moe_spec_json(int64_t n_layer, int64_t n_expert) {
+  ModelSpec s = make_uniform_spec(Family::kMixtral, 64, 32, n_layer, 2, 1, 64, 64);
+  for (LayerSpec& l : s.layers) {
+    l.n_expert = n_expert;
+    l.n_expert_used = 2;
+  }
+  return s.to_json();
+}
+
+using slmc::testing::peak_rss_kb;
+
+TEST(SlmHostile, SpecDeclaringMillionsOfTensorsIsRefusedBeforeTheTable) {
+  TempDir dir;
+  const std::string path = dir.file("moe.slm");
+  // 1500 layers x 4096 experts: a ~300 KB file whose table would take 4 GB.
+  const std::string big = file_with_spec(moe_spec_json(1500, 4096));
+  EXPECT_LT(big.size(), 400000u);
+  write_bytes(path, big);
+  const long rss0 = peak_rss_kb();
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_error([&] { SlmFile f(path); }, path, {"key 'layers' holds 1500 layers", "n_expert up to 4096", "at most 1048576"});
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 1.0);
+  EXPECT_LT(peak_rss_kb() - rss0, 200 * 1024) << "the refusal must not allocate the table";
+  // Within the spec limits but beyond what this file's table holds: refused by the table bound.
+  write_bytes(path, file_with_spec(moe_spec_json(4096, 64)));
+  expect_error([&] { SlmFile f(path); }, path,
+               {"spec key 'layers' (4096 layers, n_expert 64)", "at least 540674 tensors",
+                "n_tensors 0"});
+  EXPECT_LT(peak_rss_kb() - rss0, 200 * 1024);
+}
+
+TEST(SlmHostile, SpecIntegersPastInt64AreRefusedByKey) {
+  TempDir dir;
+  const std::string path = dir.file("s.slm");
+  std::string spec = tiny_spec().to_json();
+  const size_t at = spec.find("\"vocab\":64");
+  ASSERT_NE(at, std::string::npos);
+  spec.replace(at, 10, "\"vocab\":9.2e19");
+  write_bytes(path, file_with_spec(spec));
+  expect_error([&] { SlmFile f(path); }, path, {"'vocab' = 9.2e+19 is outside"});
+  spec = tiny_spec().to_json();
+  const size_t l = spec.find("\"n_head\":2");
+  ASSERT_NE(l, std::string::npos);
+  spec.replace(l, 10, "\"n_head\":18446744073709551615");
+  write_bytes(path, file_with_spec(spec));
+  expect_error([&] { SlmFile f(path); }, path, {"'layers[0].n_head'", "outside"});
+}
+
+// NaN or Inf in any format: check_finite names the tensor, the index and the value.
+TEST(SlmHostile, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  TempDir dir;
+  const std::string good = dir.file("good.slm");
+  write_tiny(good);
+  const std::string bytes = read_bytes(good);
+  const SlmFile g(good);
+  for (const SlmTensor& t : g.tensors()) EXPECT_NO_THROW(check_finite(g, t)) << t.name;
+  struct Case {
+    const char* tensor;
+    uint64_t byte;      // offset inside the tensor's bytes
+    std::string value;  // little-endian bytes written there
+    const char* expect;
+  };
+  const std::string f32_nan("\x00\x00\xc0\x7f", 4), f16_inf("\x00\x7c", 2), f16_nan("\x00\x7e", 2);
+  const std::string bf16_ninf("\x80\xff", 2);
+  const Case cases[] = {
+      {"blk.0.attn_norm.weight", 4 * 5, f32_nan, "holds nan at flat index 5"},
+      {"blk.0.attn_q.weight", 2 * 7, f16_inf, "holds inf at flat index 7"},
+      {"blk.0.attn_k.weight", 2 * 3, bf16_ninf, "holds -inf at flat index 3"},
+      {"token_embd.weight", 18 * 3, f16_nan, "flat index 96 (the block's scale)"},
+      {"output.weight", 34 * 2, f16_inf, "flat index 64 (the block's scale)"},
+      {"blk.0.ffn_down.weight", 36 * 1 + 2, f16_inf, "flat index 64 (the block's zero point)"},
+  };
+  for (const Case& c : cases) {
+    const SlmTensor* t = g.find(c.tensor);
+    ASSERT_NE(t, nullptr) << c.tensor;
+    std::string b = bytes;
+    b.replace(t->offset + c.byte, c.value.size(), c.value);
+    const std::string path = dir.file("bad.slm");
+    write_bytes(path, b);
+    const SlmFile f(path);  // the container itself is valid
+    expect_error(
+        [&] {
+          for (const SlmTensor& u : f.tensors()) check_finite(f, u);
+        },
+        path, {std::string("tensor ") + c.tensor, c.expect, "weights must be finite"});
+  }
 }
 
 }  // namespace

@@ -189,7 +189,7 @@ TEST(HfConfigErrors, WrongTypes) {
   expect_error([&] { parse(j); }, {kOrigin, "'rms_norm_eps'", "number"});
   j = llama_config();
   j["vocab_size"] = 0;
-  expect_error([&] { parse(j); }, {kOrigin, "'vocab_size'", "> 0", "0"});
+  expect_error([&] { parse(j); }, {kOrigin, "'vocab_size' = 0 is outside [1, 16777216]"});
   expect_error([] { parse_hf_config("{not json", kOrigin); }, {kOrigin, "not valid JSON"});
   expect_error([] { parse_hf_config("[1]", kOrigin); }, {kOrigin, "object"});
 }
@@ -213,15 +213,15 @@ TEST(HfConfigErrors, InconsistentDims) {
 TEST(HfConfigErrors, UnknownModelType) {
   json j = llama_config();
   j["model_type"] = "gpt2";
-  expect_error([&] { parse(j); }, {kOrigin, "unsupported model_type 'gpt2'", "llama"});
+  expect_error([&] { parse(j); }, {kOrigin, "'model_type' = \"gpt2\" is not supported", "llama"});
 }
 
 TEST(HfConfigErrors, UnknownRopeType) {
   json j = llama_config();
   j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
-  expect_error([&] { parse(j); }, {kOrigin, "rope_scaling.rope_type", "'yarn'"});
+  expect_error([&] { parse(j); }, {kOrigin, "rope_scaling.rope_type", "\"yarn\""});
   j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
-  expect_error([&] { parse(j); }, {kOrigin, "rope_scaling.type", "'dynamic'"});
+  expect_error([&] { parse(j); }, {kOrigin, "rope_scaling.type", "\"dynamic\""});
   j["rope_scaling"] = {{"type", "linear"}};
   expect_error([&] { parse(j); }, {kOrigin, "missing", "'rope_scaling.factor'"});
   j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
@@ -276,8 +276,11 @@ TEST(HfConfig, WrittenConfigParsesBackToTheSameSpec) {
 
 TEST(HfConfigErrors, SpecsHfCannotExpress) {
   ModelSpec s = make_uniform_spec(Family::kLlama, 100, 32, 2, 4, 2, 64, 128);
-  s.layers[1].ffn_dim = 48;  // per-layer dims (structured pruning)
-  expect_error([&] { hf_config_json(s); }, {"layer 1", "ffn_dim 48"});
+  s.layers[1].head_dim = 4;  // config.json holds one head_dim
+  expect_error([&] { hf_config_json(s); }, {"layer 1", "head_dim 4"});
+  s = make_uniform_spec(Family::kLlama, 100, 32, 2, 4, 2, 64, 128);
+  s.layers[1].rope_theta = 5;
+  expect_error([&] { hf_config_json(s); }, {"layer 1", "rope_theta 5"});
   s = make_uniform_spec(Family::kPhi3, 100, 32, 2, 4, 2, 64, 128);
   expect_error([&] { hf_config_json(s); }, {"phi3", "not supported"});
   s = make_uniform_spec(Family::kQwen2, 100, 32, 2, 4, 2, 64, 128);
@@ -327,7 +330,7 @@ TEST(HfConfig, Gemma3LocalAndGlobalLayers) {
   expect_error([&] { parse(with(j, "final_logit_softcapping", 30.0)); },
                {kOrigin, "'final_logit_softcapping'", "30"});
   expect_error([&] { parse(with(j, "hidden_activation", "relu")); },
-               {kOrigin, "hidden_activation", "'relu'"});
+               {kOrigin, "hidden_activation", "\"relu\""});
 }
 
 TEST(HfConfig, Phi3AndMixtral) {
@@ -338,7 +341,7 @@ TEST(HfConfig, Phi3AndMixtral) {
   EXPECT_EQ(p.family, Family::kPhi3);
   EXPECT_EQ(p.layers[1].window, 7);
   expect_error([&] { parse(with(j, "rope_scaling", {{"type", "longrope"}, {"short_factor", {1.0}}})); },
-               {kOrigin, "rope_scaling.type", "'longrope'"});
+               {kOrigin, "rope_scaling.type", "\"longrope\""});
   expect_error([&] { parse(with(j, "partial_rotary_factor", 0.5)); },
                {kOrigin, "'partial_rotary_factor'", "0.5"});
 
@@ -352,7 +355,7 @@ TEST(HfConfig, Phi3AndMixtral) {
   EXPECT_EQ(m.layers[0].n_expert_used, 2);
   EXPECT_EQ(m.layers[0].window, 0);
   expect_error([&] { parse(with(j, "num_experts_per_tok", 5)); },
-               {kOrigin, "num_experts_per_tok 5", "num_local_experts 4"});
+               {kOrigin, "'num_experts_per_tok' = 5 exceeds", "num_local_experts 4"});
 }
 
 json openelm_config() {
@@ -398,13 +401,113 @@ TEST(HfConfig, OpenElmPerLayerWidths) {
   j.erase("num_kv_heads");
   expect_error([&] { parse(j); }, {kOrigin, "'num_kv_heads'"});
   expect_error([&] { parse(with(openelm_config(), "num_query_heads", {2, 4})); },
-               {kOrigin, "'num_query_heads'", "3 values"});
+               {kOrigin, "'num_query_heads'", "list of 3 integers"});
   expect_error([&] { parse(with(openelm_config(), "num_kv_heads", {1, 3, 1})); },
-               {kOrigin, "num_query_heads[1] 4", "num_kv_heads[1] 3"});
+               {kOrigin, "'num_query_heads[1]' = 4", "num_kv_heads[1] = 3"});
   expect_error([&] { parse(with(openelm_config(), "ffn_multipliers", {0.5, 1e300, 2.0})); },
                {kOrigin, "ffn_multipliers[1]"});
   expect_error([&] { parse(with(openelm_config(), "ffn_with_glu", false)); },
                {kOrigin, "'ffn_with_glu'"});
+}
+
+// ---- per-layer widths (structurally pruned models) ---------------------------------------------
+
+// num_attention_heads, num_key_value_heads and intermediate_size may each be a list of one
+// integer per layer; hf_config_json writes a list exactly when the layers differ.
+TEST(HfConfig, PerLayerWidthsRoundTrip) {
+  for (const Family f : {Family::kLlama, Family::kMistral, Family::kQwen2}) {
+    ModelSpec s = make_uniform_spec(f, 100, 32, 4, 4, 2, 64, 128);
+    if (f == Family::kQwen2)
+      for (LayerSpec& l : s.layers) l.attn_qkv_bias = true;
+    s.layers[0].n_head = 2;  // heads pruned in layer 0 (head_dim stays 8)
+    s.layers[0].n_kv_head = 1;
+    s.layers[2].n_kv_head = 4;
+    s.layers[1].ffn_dim = 24;
+    s.layers[3].ffn_dim = 8;
+    const std::string text = hf_config_json(s);
+    const json w = json::parse(text);
+    EXPECT_EQ(w.at("num_attention_heads"), json({2, 4, 4, 4})) << family_name(f);
+    EXPECT_EQ(w.at("num_key_value_heads"), json({1, 2, 4, 2}));
+    EXPECT_EQ(w.at("intermediate_size"), json({64, 24, 64, 8}));
+    EXPECT_EQ(w.at("head_dim"), 8);
+    const ModelSpec back = parse_hf_config(text, "written");
+    EXPECT_EQ(back.to_json(), s.to_json()) << family_name(f);
+  }
+  // Uniform layers keep the scalars transformers reads.
+  const ModelSpec u = make_uniform_spec(Family::kLlama, 100, 32, 2, 4, 2, 64, 128);
+  const json w = json::parse(hf_config_json(u));
+  EXPECT_EQ(w.at("num_attention_heads"), 4);
+  EXPECT_EQ(w.at("intermediate_size"), 64);
+}
+
+TEST(HfConfigErrors, PerLayerWidthLists) {
+  json j = llama_config();
+  j["intermediate_size"] = {172, 64};  // 3 layers
+  expect_error([&] { parse(j); }, {kOrigin, "'intermediate_size'", "list of 3 integers"});
+  j["intermediate_size"] = {172, 64, 0};
+  expect_error([&] { parse(j); }, {kOrigin, "'intermediate_size[2]' = 0 is outside"});
+  j = llama_config();
+  j["num_attention_heads"] = {8, 8, 4};
+  j.erase("head_dim");
+  expect_error([&] { parse(j); }, {kOrigin, "'head_dim' is required"});
+  j["head_dim"] = 8;
+  j["num_key_value_heads"] = {4, 4, 3};
+  expect_error([&] { parse(j); }, {kOrigin, "num_attention_heads[2] 4", "num_key_value_heads[2] 3"});
+  j["num_key_value_heads"] = {4, 4, 2};
+  const ModelSpec s = parse(j);
+  EXPECT_EQ(s.layers[2].n_head, 4);
+  EXPECT_EQ(s.layers[2].n_kv_head, 2);
+  EXPECT_EQ(s.layers[2].head_dim, 8);
+}
+
+// ---- hostile configs (issue 18): refused before anything is allocated from them ----------------
+
+TEST(HfConfigErrors, CountsBeyondTheLimitsAreRefusedByKey) {
+  json j = llama_config();
+  j["num_hidden_layers"] = 30000000;
+  expect_error([&] { parse(j); }, {kOrigin, "'num_hidden_layers' = 30000000 is outside [1, 4096]"});
+  j["num_hidden_layers"] = 201111111111111111;
+  expect_error([&] { parse(j); }, {kOrigin, "'num_hidden_layers'", "outside"});
+  j["num_hidden_layers"] = 9.2e19;  // past int64: compared as a double, never converted
+  expect_error([&] { parse(j); }, {kOrigin, "'num_hidden_layers'", "outside"});
+  j = llama_config();
+  j["vocab_size"] = int64_t{1} << 40;
+  expect_error([&] { parse(j); }, {kOrigin, "'vocab_size'", "outside"});
+  j = llama_config();
+  j["hidden_size"] = -1;
+  expect_error([&] { parse(j); }, {kOrigin, "'hidden_size' = -1"});
+  j = llama_config();
+  j["eos_token_id"] = {1e300};
+  expect_error([&] { parse(j); }, {kOrigin, "'eos_token_id'[0]", "outside"});
+  j = llama_config();
+  j["model_type"] = "mixtral";
+  j["num_hidden_layers"] = 4096;
+  j["num_local_experts"] = 4096;
+  expect_error([&] { parse(j); }, {kOrigin, "num_hidden_layers 4096 x num_local_experts 4096"});
+}
+
+TEST(HfConfigErrors, DuplicateKeysAndDeepNestingAreRefused) {
+  std::string text = llama_config().dump();
+  text.insert(1, "\"num_hidden_layers\": 99, ");
+  expect_error([&] { parse_hf_config(text, kOrigin); }, {kOrigin, "duplicate key \"num_hidden_layers\""});
+  // 400 KB of nesting: refused at depth 128, and the message quotes nothing of it.
+  const std::string deep = "{\"model_type\": " + std::string(200000, '[') + std::string(200000, ']') + "}";
+  try {
+    parse_hf_config(deep, kOrigin);
+    ADD_FAILURE() << "deep JSON accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nesting deeper than 128"), std::string::npos) << e.what();
+    EXPECT_LT(std::string(e.what()).size(), 400u);
+  }
+  // A long value is quoted as a bounded excerpt.
+  json j = llama_config();
+  j["model_type"] = std::string(100000, 'x');
+  try {
+    parse(j);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u) << e.what();
+  }
 }
 
 }  // namespace

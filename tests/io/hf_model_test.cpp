@@ -11,6 +11,7 @@
 #include "compress/core/tensor_names.h"
 #include "compress/io/model_loader.h"
 #include "compress/io/safetensors.h"
+#include "tests/io/io_test_util.h"
 #include "tests/test_util.h"
 
 namespace slmc {
@@ -20,19 +21,7 @@ using json = nlohmann::json;
 using testing::expect_error;
 using testing::TempDir;
 
-TensorMap random_tensors(const ModelSpec& spec, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  TensorMap m;
-  for (const TensorDecl& d : expected_tensors(spec)) {
-    HostTensor t;
-    t.shape = d.shape;
-    t.data.resize(static_cast<size_t>(t.numel()));
-    for (float& v : t.data) v = dist(rng);
-    m[d.name] = std::move(t);
-  }
-  return m;
-}
+using iotest::random_tensors;
 
 ModelSpec tiny_llama(bool tied) {
   ModelSpec s = make_uniform_spec(Family::kLlama, 40, 16, 2, 4, 2, 24, 64);

@@ -157,7 +157,7 @@ TEST(Safetensors, ReadsHandWrittenUnalignedFile) {
   std::memcpy(&i, f.raw("i"), 4);
   EXPECT_EQ(i, 7);
   EXPECT_EQ(f.entries().at("i").dtype, DType::kI32);
-  expect_error([&] { f.read("i"); }, {path, "'i'", "I32"});
+  expect_error([&] { f.read("i"); }, {path, "\"i\"", "I32"});
   expect_error([&] { f.read("nope"); }, {path, "no tensor", "nope"});
 }
 
@@ -201,21 +201,21 @@ TEST_F(SafetensorsBad, HeaderLengthBeyondFile) {
 TEST_F(SafetensorsBad, OffsetsOutOfRange) {
   expect_bad(
       make_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", floats({1, 2})),
-      {"'w'", "out of range", "[4, 12]", "8 bytes"});
+      {"\"w\"", "out of range", "[4, 12]", "8 bytes"});
 }
 
 TEST_F(SafetensorsBad, TruncatedDataSection) {
   std::string bytes =
       make_file(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", floats({1, 2, 3, 4}));
   bytes.resize(bytes.size() - 3);
-  expect_bad(bytes, {"'w'", "out of range", "truncated"});
+  expect_bad(bytes, {"\"w\"", "out of range", "truncated"});
 }
 
 TEST_F(SafetensorsBad, OverlappingOffsets) {
   expect_bad(make_file(R"({"p":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                        R"("q":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                        floats({1, 2, 3})),
-             {"overlap", "'p'", "'q'"});
+             {"overlap", "\"p\"", "\"q\""});
   // Same range twice is an overlap too.
   expect_bad(make_file(R"({"p":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                        R"("q":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
@@ -226,47 +226,47 @@ TEST_F(SafetensorsBad, OverlappingOffsets) {
 TEST_F(SafetensorsBad, UnknownDtype) {
   expect_bad(make_file(R"({"w":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}})",
                        std::string(4, '\0')),
-             {"'w'", "unknown dtype", "F8_E4M3"});
+             {"\"w\"", "unknown dtype", "F8_E4M3"});
 }
 
 TEST_F(SafetensorsBad, ShapeTimesDtypeDiffersFromBytes) {
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", floats({1, 2})),
-             {"'w'", "[3]", "12 bytes", "8 bytes"});
+             {"\"w\"", "[3]", "12 bytes", "8 bytes"});
   expect_bad(make_file(R"({"w":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,4]}})", floats({1})),
-             {"'w'", "bytes"});
+             {"\"w\"", "bytes"});
 }
 
 TEST_F(SafetensorsBad, ShapeProductOverflows) {
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,16],)"
                        R"("data_offsets":[0,4]}})",
                        floats({1})),
-             {"'w'", "overflows"});
+             {"\"w\"", "overflows"});
   // numel fits but numel * 4 does not.
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":[4611686018427387904],)"
                        R"("data_offsets":[0,4]}})",
                        floats({1})),
-             {"'w'", "bytes"});
+             {"\"w\"", "bytes"});
 }
 
 TEST_F(SafetensorsBad, MalformedEntries) {
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", floats({1})),
-             {"'w'", "non-negative", "-1"});
+             {"\"w\"", "shape[0] = -1 is outside"});
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", floats({1})),
-             {"'w'", "non-negative"});
+             {"\"w\"", "shape[0] = 1.5 is not an integer"});
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":"1","data_offsets":[0,4]}})", floats({1})),
-             {"'w'", "shape must be an array"});
+             {"\"w\"", "shape must be an array"});
   expect_bad(make_file(R"({"w":{"dtype":32,"shape":[1],"data_offsets":[0,4]}})", floats({1})),
-             {"'w'", "dtype must be a string"});
+             {"\"w\"", "dtype must be a string"});
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":[1]}})", floats({1})),
-             {"'w'", "missing 'data_offsets'"});
+             {"\"w\"", "missing 'data_offsets'"});
   expect_bad(make_file(R"({"w":{"shape":[1],"data_offsets":[0,4]}})", floats({1})),
-             {"'w'", "missing 'dtype'"});
+             {"\"w\"", "missing 'dtype'"});
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", floats({1})),
-             {"'w'", "data_offsets"});
+             {"\"w\"", "data_offsets"});
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", floats({1})),
-             {"'w'", "begin after end"});
-  expect_bad(make_file(R"({"w":[1,2]})", floats({1})), {"'w'", "must be an object"});
-  expect_bad(make_file(R"({"__metadata__":{"k":1}})", ""), {"__metadata__", "'k'", "string"});
+             {"\"w\"", "begin after end"});
+  expect_bad(make_file(R"({"w":[1,2]})", floats({1})), {"\"w\"", "must be an object"});
+  expect_bad(make_file(R"({"__metadata__":{"k":1}})", ""), {"__metadata__", "\"k\"", "string"});
 }
 
 TEST_F(SafetensorsBad, HeaderNotAJsonObject) {
@@ -279,7 +279,10 @@ TEST_F(SafetensorsBad, DuplicateTensorName) {
   expect_bad(make_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                        R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                        floats({1, 2})),
-             {"'w'", "twice"});
+             {"duplicate key \"w\""});
+  // Duplicates are refused at every depth, __metadata__ included (the last would win).
+  expect_bad(make_file(R"({"__metadata__":{"format":"pt","format":"np"}})", ""),
+             {"duplicate key \"format\""});
 }
 
 // Untrusted input: whatever the bytes, the reader either loads the file or throws slmc::Error.

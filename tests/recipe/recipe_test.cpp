@@ -1,6 +1,7 @@
 // Recipe parsing and selectors: every bad recipe names file:line and the key.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <string>
 
@@ -108,16 +109,17 @@ TEST_P(RecipeErrors, NameFileLineAndKey) {
   ASSERT_FALSE(e.empty()) << "no error for " << GetParam().name;
   EXPECT_NE(e.find(p + ":"), std::string::npos) << e;
   EXPECT_NE(e.find(GetParam().expect), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << "one line: " << e;
 }
 
 INSTANTIATE_TEST_SUITE_P(
     All, RecipeErrors,
     ::testing::Values(
-        BadRecipe{"unknown top key", "version: 1\nstagez: []\n", ":2: unknown key 'stagez'"},
+        BadRecipe{"unknown top key", "version: 1\nstagez: []\n", ":2: unknown key \"stagez\""},
         BadRecipe{"unknown stage key", "stages:\n  - quantize:\n      method: rtn\n      bitz: 4\n",
-                  ":4: unknown key 'bitz' in quantize"},
+                  ":4: unknown key \"bitz\" in quantize"},
         BadRecipe{"wrong type", "stages:\n  - quantize: {method: rtn, bits: four}\n",
-                  ":2: key 'bits' must be an integer, got 'four'"},
+                  ":2: key 'bits' must be an integer, got \"four\""},
         BadRecipe{"bool type", "stages:\n  - quantize: {method: gptq, act_order: maybe}\n",
                   ":2: key 'act_order' must be a boolean"},
         BadRecipe{"bits 3", "stages:\n  - quantize:\n      bits: 3\n",
@@ -150,13 +152,91 @@ INSTANTIATE_TEST_SUITE_P(
                   ":3: export format 'onnx'"},
         BadRecipe{"gate type", "stages:\n  - quantize: {}\ngates: {max_kl: low}\n",
                   ":3: key 'max_kl' must be a number"},
-        BadRecipe{"bad regex", "stages:\n  - quantize: {targets: \"re:([\"}\n", "bad regex"}),
+        BadRecipe{"bad regex", "stages:\n  - quantize: {targets: \"re:([\"}\n", "bad regex"},
+        // Hostile recipes (issue 18): valid YAML that is not a recipe, refused with file:line.
+        BadRecipe{"mapping key", "? {a: 1}\n: 2\n", ":1: a mapping key must be a plain string, got a mapping"},
+        BadRecipe{"list key", "stages:\n  - ? [quantize]\n    : {}\n", ":2: a mapping key must be a plain string, got a list"},
+        BadRecipe{"duplicate top key", "stages:\n  - quantize: {}\nstages:\n  - quantize: {}\n",
+                  ":3: key \"stages\" appears twice in one mapping"},
+        BadRecipe{"duplicate option", "stages:\n  - quantize: {bits: 4, bits: 8}\n",
+                  ":2: key \"bits\" appears twice in one mapping"},
+        BadRecipe{"second document", "stages:\n  - quantize: {}\n---\nstages: []\n",
+                  "a second YAML document"},
+        BadRecipe{"nan gate", "stages:\n  - quantize: {}\ngates: {max_kl: .nan}\n",
+                  ":3: key 'max_kl' must be a finite number, got \".nan\""},
+        BadRecipe{"inf gate", "stages:\n  - quantize: {}\ngates:\n  min_top1: -.inf\n",
+                  ":4: key 'min_top1' must be a finite number"},
+        BadRecipe{"nan option", "stages:\n  - quantize: {method: gptq, damp: .NaN}\n",
+                  ":2: key 'damp' must be a finite number"},
+        BadRecipe{"alias cycle", "stages: &a [*a]\n", "nested deeper than 32 levels"},
+        BadRecipe{"odd stage name", "stages:\n  - Quantize-it: {}\n", ":2: unknown stage \"Quantize-it\""},
+        // Fuzzer finding: yaml-cpp 0.7's LoadAll looped forever (allocating) on this input.
+        BadRecipe{"endless documents", "  a:\n ,\n", ":2:2: YAML syntax error: text after the document"},
+        BadRecipe{"null key", "? \n: 3\nstages: []\n", "a mapping key must be a plain string"}),
     [](const ::testing::TestParamInfo<BadRecipe>& i) {
       std::string n = i.param.name;
       for (char& c : n)
         if (!isalnum(static_cast<unsigned char>(c))) c = '_';
       return n;
     });
+
+// Regexes from a recipe run on PCRE2 with bounds: no stack overflow, no hang, no huge pattern.
+TEST(Selector, HostileRegexesFailFastWithTheirOrigin) {
+  const auto compile = [](const std::string& re) {
+    PatternList t;
+    t.add("re:" + re, "r.yaml:5 (targets)");
+    return Selector(t, {});
+  };
+  // Nested thousands deep (std::regex overflowed the stack): over the length cap, or, within it,
+  // over PCRE2's nesting limit.
+  std::string e = error_of([&] { compile(std::string(3000, '(') + "a" + std::string(3000, ')')); });
+  EXPECT_NE(e.find("r.yaml:5 (targets): bad regex: regex of 6001 bytes is longer than the limit of 1024"),
+            std::string::npos) << e;
+  e = error_of([&] { compile(std::string(400, '(') + "a" + std::string(400, ')')); });
+  EXPECT_NE(e.find("r.yaml:5 (targets): bad regex"), std::string::npos) << e;
+  EXPECT_NE(e.find("too deeply nested"), std::string::npos) << e;
+  // Catastrophic backtracking (std::regex ran for minutes): PCRE2's match limit ends it.
+  std::string bomb;
+  for (int i = 0; i < 12; ++i) bomb += "(.*)*";
+  bomb += "x";
+  const Selector s = compile(bomb);
+  const std::string name = "blk.0.expert.1.ffn_up.weight.and.a.long.tail.without.the.letter";
+  const auto t0 = std::chrono::steady_clock::now();
+  e = error_of([&] { (void)s.selected(name); });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(secs, 5.0);
+  if (!e.empty()) {
+    EXPECT_NE(e.find("r.yaml:5 (targets)"), std::string::npos) << e;
+  }
+}
+
+TEST(Recipe, LongNamesAreQuotedBounded) {
+  TempDir d;
+  const std::string p =
+      write(d, "r.yaml", "stages:\n  - " + std::string(100000, 'q') + ": {}\n" + std::string(50000, 'k') + ": 1\n");
+  const std::string e = error_of([&] { load_recipe(p); });
+  EXPECT_NE(e.find(p + ":"), std::string::npos) << e.substr(0, 300);
+  EXPECT_LT(e.size(), 500u) << e.substr(0, 300);
+}
+
+// Fuzzer finding (tests/fuzz/regressions/fuzz_recipe/yaml_error_message_with_a_newline):
+// yaml-cpp's message echoed a control character of the input, which split the error line.
+TEST(Recipe, YamlErrorsStayOneLine) {
+  TempDir d;
+  const std::string p = write(d, "r.yaml", std::string("version: 1\ndat0x7\0\nfff: 1\n", 26));
+  const std::string e = error_of([&] { load_recipe(p); });
+  EXPECT_NE(e.find(p + ":"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  EXPECT_EQ(e.find('\0'), std::string::npos) << e;
+}
+
+TEST(Recipe, DeepYamlIsRefusedNotACrash) {
+  TempDir d;
+  const std::string p = write(d, "r.yaml", "stages: " + std::string(100000, '[') + "\n");
+  const std::string e = error_of([&] { load_recipe(p); });
+  EXPECT_NE(e.find(p + ":"), std::string::npos) << e;
+  EXPECT_LT(e.size(), 500u) << e;
+}
 
 }  // namespace
 }  // namespace slmc
