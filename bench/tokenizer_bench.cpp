@@ -101,9 +101,10 @@ int main(int argc, char** argv) {
                                   .dump()
                                   .c_str());
     } else {
-      // Growth of the x`scale` run beyond its text copy and its ids (4 bytes each).
-      const double growth = rss_big - rss_big_text - static_cast<double>(n_big) * 4 / (1 << 20);
-      std::printf("| %-12s | %-13s | %7lld | %7zu | %5.2f | %6.1f | %6.1f | %8.2fM | %6.0f | %6.0f | %6.0f | %+6.1f |\n",
+      // Peak RSS the x`scale` encode added beyond its text and its ids (4 bytes each); 0 when
+      // it needed nothing more (the peak is a high-water mark, freed memory is reused).
+      const double growth = std::max(0.0, rss_big - rss_big_text - static_cast<double>(n_big) * 4 / (1 << 20));
+      std::printf("| %-12s | %-13s | %7lld | %7zu | %5.2f | %6.1f | %6.1f | %8.2fM | %6.0f | %6.0f | %6.0f | %6.1f |\n",
                   name.c_str(), tok->kind().c_str(), static_cast<long long>(tok->vocab_size()), n_ids,
                   load_cpu, mb / best_cpu, mb / best_wall, static_cast<double>(n_ids) / best_cpu / 1e6,
                   rss_load, rss_once, rss_big, growth);
