@@ -37,6 +37,9 @@ integrity() {
 }
 
 mkdir -p "$cache/npm" "$out"
+# Other builds (worktrees, the sanitizer build) may fill the same cache at the same time.
+exec 9>"$cache/hf_oracle.lock"
+flock 9 || die "cannot lock $cache/hf_oracle.lock"
 for p in "${packages[@]}"; do
   read -r spec file want <<<"$p"
   tgz=$cache/npm/$file
