@@ -1,5 +1,7 @@
 // slmc generate: greedy at temperature 0, else temperature + top-p sampling with a seed. The text
-// goes to stdout exactly as llama2.c's run.c prints it; speed goes to stderr.
+// goes to stdout exactly as llama2.c's run.c prints it (tokenizer.json tokenizers print their
+// bytes as they are); speed goes to stderr. Generation stops at the model's BOS or EOS or any
+// EOS id of the tokenizer (generation_config.json may list several).
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -23,10 +25,12 @@ struct GenerateOptions {
   std::string backend = "auto";
 };
 
-// run.c's safe_printf: skip single non-printable, non-whitespace bytes (raw byte tokens).
-void print_piece(const std::string& piece) {
+// run.c's safe_printf: skip single non-printable, non-whitespace bytes (raw byte tokens). A
+// tokenizer.json's pieces are printed whole: its byte tokens carry the bytes of characters that
+// span several tokens.
+void print_piece(const std::string& piece, bool raw) {
   if (piece.empty()) return;
-  if (piece.size() == 1) {
+  if (!raw && piece.size() == 1) {
     const unsigned char c = static_cast<unsigned char>(piece[0]);
     if (!(std::isprint(c) || std::isspace(c))) return;
   }
@@ -48,12 +52,15 @@ void run_generate(const GenerateOptions& o) {
   SLMC_CHECK(capacity <= spec.max_seq, "prompt (", prompt.size(), " tokens) + -n ", o.n,
              " exceeds the model's context ", spec.max_seq);
   Sampler sampler(o.temperature, o.top_p, o.seed);
+  const bool raw = tok->kind() == "hf";
+  const std::vector<int32_t> stop = stop_ids(spec.bos_id, spec.eos_id, tok->eos_ids());
   // The prompt is echoed as run.c does (pieces after BOS), then generation continues from it.
-  for (size_t i = 1; i < prompt.size(); ++i) print_piece(tok->decode_piece(prompt[i - 1], prompt[i]));
+  for (size_t i = 1; i < prompt.size(); ++i)
+    print_piece(tok->decode_piece(prompt[i - 1], prompt[i]), raw);
   auto t0 = std::chrono::steady_clock::now();
   int32_t prev = prompt.back();
   auto emit = [&](int32_t next) {
-    print_piece(tok->decode_piece(prev, next));
+    print_piece(tok->decode_piece(prev, next), raw);
     prev = next;
   };
   int64_t produced = 0;
@@ -64,11 +71,10 @@ void run_generate(const GenerateOptions& o) {
       session.forward(tokens, n, logits.data(), /*all_logits=*/false);
       return logits.data();
     };
-    produced = generate(step, spec.vocab, static_cast<int32_t>(spec.bos_id),
-                        static_cast<int32_t>(spec.eos_id), prompt, o.n, sampler, emit);
+    produced = generate(step, spec.vocab, stop, prompt, o.n, sampler, emit);
   } else {
     Transformer model(m->spec, m->tensors);
-    produced = generate(model, prompt, o.n, sampler, emit);
+    produced = generate(model, prompt, o.n, sampler, emit, stop);
   }
   std::printf("\n");
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

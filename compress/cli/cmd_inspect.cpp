@@ -1,4 +1,5 @@
-// slmc inspect MODEL: family, per-layer shapes, parameter count, bytes by dtype.
+// slmc inspect MODEL: family, per-layer shapes, parameter count, bytes by dtype, tokenizer (kind,
+// vocabulary size, BOS, EOS ids, control tokens).
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -17,6 +18,33 @@ struct InspectOptions {
   bool json = false;
 };
 
+// `id` with its token, e.g. `128000 "<|begin_of_text|>"`.
+std::string id_and_piece(const Tokenizer& t, int32_t id) {
+  if (id < 0 || id >= t.vocab_size()) return std::to_string(id);
+  return std::to_string(id) + " " + nlohmann::json(t.piece(id)).dump(
+      -1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+nlohmann::json tokenizer_json(const Tokenizer& t) {
+  const auto entry = [&](int32_t id) {
+    return id < 0 ? nlohmann::json(nullptr) : nlohmann::json{{"id", id}, {"token", t.piece(id)}};
+  };
+  nlohmann::json eos = nlohmann::json::array();
+  for (const int32_t id : t.eos_ids()) eos.push_back(entry(id));
+  return {{"kind", t.kind()},         {"path", t.source()},   {"vocab", t.vocab_size()},
+          {"bos", entry(t.bos_id())}, {"eos", eos},           {"special_tokens", t.special_ids().size()}};
+}
+
+// "bos 1 "<s>", eos 2 "</s>" 128009 "<|eot_id|>", 256 special tokens"
+std::string specials_line(const Tokenizer& t) {
+  std::string s = "bos " + (t.bos_id() >= 0 ? id_and_piece(t, t.bos_id()) : std::string("none"));
+  s += ", eos";
+  const std::vector<int32_t> eos = t.eos_ids();
+  if (eos.empty()) s += " none";
+  for (const int32_t id : eos) s += " " + id_and_piece(t, id);
+  return s + ", " + std::to_string(t.special_ids().size()) + " special tokens";
+}
+
 void run_inspect(const InspectOptions& o) {
   const LoadedModel m = load_model(o.model);
   const ModelSpec& s = m.spec;
@@ -31,13 +59,12 @@ void run_inspect(const InspectOptions& o) {
     j["n_params"] = s.n_params();
     j["bytes_by_dtype"] = m.bytes_by_dtype;
     j["bytes"] = total_bytes;
-    j["tokenizer"] = tok ? nlohmann::json{{"kind", tok->kind()}, {"path", tok->source()},
-                                          {"vocab", tok->vocab_size()}}
-                         : nlohmann::json(nullptr);
+    j["tokenizer"] = tok ? tokenizer_json(*tok) : nlohmann::json(nullptr);
     nlohmann::json ts = nlohmann::json::array();
     for (const TensorDecl& d : expected_tensors(s)) ts.push_back({{"name", d.name}, {"shape", d.shape}});
     j["tensors"] = ts;
-    std::printf("%s\n", j.dump(2).c_str());
+    // Replace, not throw on, malformed UTF-8 a token may hold.
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return;
   }
   std::printf("%s (%s)\n", m.path.c_str(), m.format.c_str());
@@ -58,6 +85,7 @@ void run_inspect(const InspectOptions& o) {
               tok ? (tok->kind() + " " + tok->source() + " (vocab " +
                      std::to_string(tok->vocab_size()) + ")").c_str()
                   : "none found");
+  if (tok) std::printf("  special       %s\n", specials_line(*tok).c_str());
   std::printf("  parameters    %lld (%.3f M)\n", static_cast<long long>(s.n_params()),
               static_cast<double>(s.n_params()) / 1e6);
   for (const auto& kv : m.bytes_by_dtype)

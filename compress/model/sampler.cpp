@@ -58,7 +58,25 @@ int32_t Sampler::sample(const float* logits, int64_t n) {
   return order[keep - 1];
 }
 
+std::vector<int32_t> stop_ids(int64_t bos, int64_t eos, const std::vector<int32_t>& tokenizer_eos) {
+  std::vector<int32_t> ids;
+  const auto add = [&](int64_t id) {
+    if (id >= 0 && id <= INT32_MAX && std::find(ids.begin(), ids.end(), id) == ids.end())
+      ids.push_back(static_cast<int32_t>(id));
+  };
+  add(bos);
+  add(eos);
+  for (const int32_t id : tokenizer_eos) add(id);
+  return ids;
+}
+
 int64_t generate(const StepFn& step, int64_t vocab, int32_t bos, int32_t eos,
+                 const std::vector<int32_t>& prompt, int64_t n, Sampler& sampler,
+                 const std::function<void(int32_t)>& on_token) {
+  return generate(step, vocab, stop_ids(bos, eos, {}), prompt, n, sampler, on_token);
+}
+
+int64_t generate(const StepFn& step, int64_t vocab, const std::vector<int32_t>& stop,
                  const std::vector<int32_t>& prompt, int64_t n, Sampler& sampler,
                  const std::function<void(int32_t)>& on_token) {
   SLMC_CHECK(!prompt.empty(), "generate: empty prompt (BOS expected first)");
@@ -66,7 +84,7 @@ int64_t generate(const StepFn& step, int64_t vocab, int32_t bos, int32_t eos,
   int64_t produced = 0;
   for (int64_t i = 0; i < n; ++i) {
     const int32_t next = sampler.sample(logits, vocab);
-    if (next == bos || next == eos) break;
+    if (std::find(stop.begin(), stop.end(), next) != stop.end()) break;
     on_token(next);
     ++produced;
     if (i + 1 < n) logits = step(&next, 1);
@@ -75,7 +93,8 @@ int64_t generate(const StepFn& step, int64_t vocab, int32_t bos, int32_t eos,
 }
 
 int64_t generate(const Transformer& model, const std::vector<int32_t>& prompt, int64_t n,
-                 Sampler& sampler, const std::function<void(int32_t)>& on_token) {
+                 Sampler& sampler, const std::function<void(int32_t)>& on_token,
+                 const std::vector<int32_t>& stop) {
   const ModelSpec& spec = model.spec();
   const int64_t capacity = static_cast<int64_t>(prompt.size()) + n;
   SLMC_CHECK(capacity <= spec.max_seq, "prompt (", prompt.size(), " tokens) + ", n,
@@ -90,8 +109,8 @@ int64_t generate(const Transformer& model, const std::vector<int32_t>& prompt, i
     last = logits.select(1, len - 1).squeeze(0).contiguous();
     return last.data_ptr<float>();
   };
-  return generate(step, spec.vocab, static_cast<int32_t>(spec.bos_id),
-                  static_cast<int32_t>(spec.eos_id), prompt, n, sampler, on_token);
+  return generate(step, spec.vocab, stop.empty() ? stop_ids(spec.bos_id, spec.eos_id, {}) : stop,
+                  prompt, n, sampler, on_token);
 }
 
 }  // namespace slmc

@@ -4,20 +4,14 @@
 
 #include "compress/core/atomic_file.h"
 #include "compress/core/error.h"
+#include "compress/core/json_util.h"
 #include "compress/tokenizer/tokenizer.h"
 #include "compress/tokenizer/tokenizer_internal.h"
 
 namespace slmc {
-namespace {
 
-constexpr int32_t kByteBos = 256;
-constexpr int32_t kByteEos = 257;
-constexpr int32_t kByteVocab = 258;
-constexpr const char* kBosPiece = "<s>";
-constexpr const char* kEosPiece = "</s>";
+namespace tokenizer_internal {
 
-// GPT-2's bytes_to_unicode(): printable Latin-1 bytes map to themselves, the other 68 bytes, in
-// increasing order, to U+0100, U+0101, ...; each as UTF-8.
 const std::array<std::string, 256>& byte_alphabet() {
   static const std::array<std::string, 256> table = [] {
     std::array<std::string, 256> t;
@@ -39,6 +33,55 @@ const std::array<std::string, 256>& byte_alphabet() {
   }();
   return table;
 }
+
+bool byte_level_bytes(std::string_view token, std::string* out) {
+  // The alphabet reversed: code point (all below U+0144) -> byte, -1 outside the alphabet.
+  static const std::array<int16_t, 0x144> byte_of = [] {
+    std::array<int16_t, 0x144> t;
+    t.fill(-1);
+    for (int b = 0; b < 256; ++b) {
+      const std::string& c = byte_alphabet()[static_cast<size_t>(b)];
+      const uint32_t cp = c.size() == 1 ? static_cast<uint8_t>(c[0])
+                                        : ((static_cast<uint8_t>(c[0]) & 0x1fu) << 6) |
+                                              (static_cast<uint8_t>(c[1]) & 0x3fu);
+      t[cp] = static_cast<int16_t>(b);
+    }
+    return t;
+  }();
+  const size_t start = out->size();
+  for (size_t i = 0; i < token.size();) {
+    const auto c0 = static_cast<uint8_t>(token[i]);
+    uint32_t cp = c0;
+    size_t len = 1;
+    if (c0 >= 0x80) {  // the alphabet's other characters have two bytes
+      if (c0 < 0xc0 || c0 >= 0xe0 || i + 1 >= token.size()) {
+        out->resize(start);
+        return false;
+      }
+      cp = ((c0 & 0x1fu) << 6) | (static_cast<uint8_t>(token[i + 1]) & 0x3fu);
+      len = 2;
+    }
+    if (cp >= byte_of.size() || byte_of[cp] < 0) {
+      out->resize(start);
+      return false;
+    }
+    out->push_back(static_cast<char>(byte_of[cp]));
+    i += len;
+  }
+  return true;
+}
+
+}  // namespace tokenizer_internal
+
+namespace {
+
+using tokenizer_internal::byte_alphabet;
+
+constexpr int32_t kByteBos = 256;
+constexpr int32_t kByteEos = 257;
+constexpr int32_t kByteVocab = 258;
+constexpr const char* kBosPiece = "<s>";
+constexpr const char* kEosPiece = "</s>";
 
 class ByteTokenizer final : public Tokenizer {
  public:
@@ -209,19 +252,22 @@ std::string byte_json_mismatch(const nlohmann::json& j) {
 
 }  // namespace
 
+bool is_byte_tokenizer_json(std::string_view bytes) {
+  try {
+    return byte_json_mismatch(checked_json::parse(bytes, "tokenizer.json")).empty();
+  } catch (const Error&) {
+    return false;  // not even JSON: the caller's full reader reports why
+  }
+}
+
 std::unique_ptr<Tokenizer> load_byte_tokenizer_json(std::string_view bytes,
                                                     const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(bytes.begin(), bytes.end());
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, ": invalid JSON: ", e.what());
-  }
+  const nlohmann::json j = checked_json::parse(bytes, path);
   const std::string why = byte_json_mismatch(j);
   if (!why.empty()) {
     fail(path, ": unsupported tokenizer.json: ", why,
-         " (slmc reads only the byte-level tokenizer.json it writes); pass --tokenizer with a "
-         "SentencePiece .model or llama2.c tokenizer.bin");
+         " (tokenizer kind \"byte\" holds only the byte-level tokenizer.json slmc writes; other "
+         "tokenizer.json files are kind \"hf\")");
   }
   return std::make_unique<ByteTokenizer>(path);
 }

@@ -7,6 +7,7 @@
 
 #include "compress/core/atomic_file.h"
 #include "compress/core/error.h"
+#include "compress/tokenizer/hf_tokenizer.h"
 #include "compress/tokenizer/llama2c_tokenizer.h"
 #include "compress/tokenizer/sentencepiece.h"
 #include "compress/tokenizer/tokenizer_internal.h"
@@ -34,6 +35,19 @@ std::string quote(std::string_view s, size_t max_bytes) {
 
 }  // namespace tokenizer_internal
 
+std::vector<int32_t> Tokenizer::eos_ids() const {
+  const int32_t e = eos_id();
+  return e >= 0 ? std::vector<int32_t>{e} : std::vector<int32_t>{};
+}
+
+std::vector<int32_t> Tokenizer::special_ids() const {
+  std::vector<int32_t> ids;
+  for (const int32_t id : {bos_id(), eos_id()})
+    if (id >= 0 && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
   std::string out;
   int32_t prev = bos_id();
@@ -59,17 +73,32 @@ bool is_file(const fs::path& p) {
 }
 
 // The kind of tokenizer file `path` holds (`bytes` not empty): by extension, else by content.
+// "json" is a tokenizer.json of either kind "byte" or "hf".
 std::string detect_kind(const std::string& path, const std::string& bytes) {
   const std::string ext = lower_extension(path);
   if (ext == ".model") return "sentencepiece";
-  if (ext == ".json") return "byte";
+  if (ext == ".json") return "json";
   if (ext == ".bin") return "llama2c";
   // Another name: tell the formats apart by their first byte. JSON starts with '{' (after
   // blanks); a ModelProto starts with its first piece, tag 0x0a (field 1, length-delimited).
   const size_t first = bytes.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && bytes[first] == '{') return "byte";
+  if (first != std::string::npos && bytes[first] == '{') return "json";
   if (bytes[0] == '\x0a') return "sentencepiece";
   return "llama2c";
+}
+
+// slmc's byte-level tokenizer.json (kind "byte", kept so that files and .slm models written
+// before kind "hf" load as they did), or any other tokenizer.json (kind "hf", with the config
+// files beside it). The byte-level file is a few kilobytes: a larger one is not it.
+std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path, const std::string& bytes) {
+  constexpr size_t kByteJsonMaxBytes = 64 * 1024;
+  if (bytes.size() <= kByteJsonMaxBytes && tokenizer_internal::is_byte_tokenizer_json(bytes)) {
+    return load_tokenizer_from_bytes("byte", bytes, path);
+  }
+  std::string dir = fs::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  return load_tokenizer_from_bytes(
+      "hf", make_hf_tokenizer_blob(bytes, HfTokenizerConfig::read_dir(dir)), path);
 }
 
 }  // namespace
@@ -84,7 +113,9 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   const std::string bytes = read_file(path);
   SLMC_CHECK(!bytes.empty(), path, ": tokenizer file is empty");
 
-  return load_tokenizer_from_bytes(detect_kind(path, bytes), bytes, path);
+  const std::string kind = detect_kind(path, bytes);
+  if (kind == "json") return load_tokenizer_json(path, bytes);
+  return load_tokenizer_from_bytes(kind, bytes, path);
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer_from_bytes(const std::string& kind,
@@ -99,6 +130,9 @@ std::unique_ptr<Tokenizer> load_tokenizer_from_bytes(const std::string& kind,
   } else if (kind == "byte") {
     tok = bytes.empty() ? make_byte_tokenizer()
                         : tokenizer_internal::load_byte_tokenizer_json(bytes, origin);
+    tok->source_ = origin;
+  } else if (kind == "hf") {
+    tok = load_hf_tokenizer_blob(bytes, origin);
     tok->source_ = origin;
   } else {
     std::string known;

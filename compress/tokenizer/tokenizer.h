@@ -1,5 +1,6 @@
 // Tokenizers: SentencePiece `.model` (read natively: libsentencepiece cannot share a process with
-// LibTorch), llama2.c `tokenizer.bin`, and the byte-level tokenizer of slmc's own models.
+// LibTorch), llama2.c `tokenizer.bin`, Hugging Face `tokenizer.json` (BPE; hf_tokenizer.h), and
+// the byte-level tokenizer of slmc's own models.
 #pragma once
 
 #include <cstdint>
@@ -11,8 +12,8 @@
 namespace slmc {
 
 // Every Tokenizer::kind(); the .slm container keeps its own copy (export/format), which a test
-// holds equal to this one.
-inline constexpr const char* kTokenizerKinds[] = {"sentencepiece", "llama2c", "byte"};
+// holds equal to this one. Persisted in .slm headers (at most 15 bytes): never rename one.
+inline constexpr const char* kTokenizerKinds[] = {"sentencepiece", "llama2c", "byte", "hf"};
 
 class Tokenizer {
  public:
@@ -21,8 +22,12 @@ class Tokenizer {
   // One of kTokenizerKinds.
   virtual std::string kind() const = 0;
   virtual int64_t vocab_size() const = 0;
-  virtual int32_t bos_id() const = 0;
-  virtual int32_t eos_id() const = 0;
+  virtual int32_t bos_id() const = 0;  // -1 when the tokenizer has none
+  virtual int32_t eos_id() const = 0;  // -1 when the tokenizer has none
+  // Every id that ends generation: eos_id() first, then e.g. generation_config.json's list.
+  virtual std::vector<int32_t> eos_ids() const;
+  // The ids of control tokens (BOS, EOS, ..., every special added token), ascending.
+  virtual std::vector<int32_t> special_ids() const;
 
   // Token ids for `text`, without BOS/EOS. Deterministic; the SentencePiece path matches
   // libsentencepiece's EncodeAsIds exactly.
@@ -36,8 +41,9 @@ class Tokenizer {
   // The vocabulary entry as stored (for `inspect` and error messages).
   virtual std::string piece(int32_t id) const = 0;
 
-  // Concatenates decode_piece over `ids`, starting as if after BOS.
-  std::string decode(const std::vector<int32_t>& ids) const;
+  // The text of `ids` without control tokens. By default decode_piece concatenated, starting as
+  // if after BOS; HfTokenizer runs its decoder over the whole list.
+  virtual std::string decode(const std::vector<int32_t>& ids) const;
 
   // Path the tokenizer was loaded from ("" for built-in).
   const std::string& source() const { return source_; }
@@ -58,14 +64,16 @@ class Tokenizer {
 };
 
 // Loads a tokenizer file, detected from its name and contents: `*.model` SentencePiece protobuf,
-// llama2.c `tokenizer.bin`/`tok*.bin`, slmc's byte-level `tokenizer.json`. Throws slmc::Error
-// naming the file and the problem.
+// llama2.c `tokenizer.bin`/`tok*.bin`, `tokenizer.json` (slmc's byte-level file as kind "byte",
+// any other as kind "hf", with tokenizer_config.json and generation_config.json from the same
+// directory). Throws slmc::Error naming the file and the problem.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
 // Rebuilds a tokenizer from a file's contents (e.g. the blob embedded in an .slm file) without
 // the file. `kind` is what Tokenizer::kind() says: "sentencepiece" (a `.model` protobuf),
-// "llama2c" (a `tokenizer.bin`) or "byte" (slmc's `tokenizer.json`, or "" for the built-in
-// byte tokenizer). `origin` names the bytes in errors and becomes source(). Throws slmc::Error.
+// "llama2c" (a `tokenizer.bin`), "byte" (slmc's `tokenizer.json`, or "" for the built-in
+// byte tokenizer) or "hf" (make_hf_tokenizer_blob's bytes). `origin` names the bytes in errors
+// and becomes source(). Throws slmc::Error.
 std::unique_ptr<Tokenizer> load_tokenizer_from_bytes(const std::string& kind,
                                                      const std::string& bytes,
                                                      const std::string& origin);

@@ -44,7 +44,7 @@ inline constexpr uint64_t kSlmAlign = 64;
 inline constexpr uint32_t kSlmMaxNameBytes = 256;
 inline constexpr uint32_t kSlmMaxDims = 4;
 // The tokenizer kinds the container accepts (Tokenizer::kind() spellings); "" is none.
-inline constexpr const char* kSlmTokenizerKinds[] = {"sentencepiece", "llama2c", "byte"};
+inline constexpr const char* kSlmTokenizerKinds[] = {"sentencepiece", "llama2c", "byte", "hf"};
 bool slm_tokenizer_kind_known(const std::string& kind);  // one of kSlmTokenizerKinds
 
 struct SlmHeader {
