@@ -61,7 +61,7 @@ run() {
   nice -n 10 "$slmc" distill --teacher "$teacher" "${common[@]}" "$@" -o "$out" >"$work/$name.log" 2>&1 \
     || { echo "run $name failed:" >&2; tail -5 "$work/$name.log" >&2; exit 1; }
   t1=$(date +%s.%N); l1=$(load)
-  python3 - "$out/distill_report.json" "$name" "$(echo "$t1 - $t0" | bc)" "$l0" "$l1" >>"$results" <<'EOF'
+  python3 - "$out/distill_report.json" "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" "$l0" "$l1" >>"$results" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print("\t".join([sys.argv[2], "%.4f" % r["val_ppl"], str(r["tokens_seen"]), "%.0f" % float(sys.argv[3]),
@@ -74,7 +74,7 @@ if [[ " ${parts[*]} " == *" quality "* ]]; then
   if ! grep -q "^teacher	" "$results"; then
     t0=$(date +%s.%N)
     ppl=$(nice -n 10 "$slmc" -q eval --model "$teacher" --data "$eval" --ctx "$ctx" --json | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])')
-    printf "teacher\t%s\t-\t%.0f\t-\t%s\t%s\n" "$ppl" "$(echo "$(date +%s.%N) - $t0" | bc)" "$(load)" "6 layers, trained by bench/train_wikitext5m.sh" >>"$results"
+    printf "teacher\t%s\t-\t%.0f\t-\t%s\t%s\n" "$ppl" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$(load)" "6 layers, trained by bench/train_wikitext5m.sh" >>"$results"
   fi
   kd=(--kl 1 --ce "$kl_ce" --temperature "$temp")
   ce=(--kl 0 --ce 1)
@@ -90,7 +90,7 @@ if [[ " ${parts[*]} " == *" offline "* ]]; then
   nice -n 10 "$slmc" distill --teacher "$teacher" "${common[@]}" --temperature "$temp" --top-k "$k" \
     --write-cache "$cache" --json >"$work/cache.json" 2>"$work/cache.log"
   printf "cache_top%s\t-\t%s\t%.0f\t-\t%s\t%s bytes\n" "$k" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["positions"])' "$work/cache.json")" \
-    "$(echo "$(date +%s.%N) - $t0" | bc)" "$(load)" "$(stat -c %s "$cache")" >>"$results"
+    "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{print b-a}')" "$(load)" "$(stat -c %s "$cache")" >>"$results"
   tail -1 "$results" >&2
   run a_offline_top$k --keep-layers every_other --kl 1 --ce "$kl_ce" --temperature "$temp" --teacher-cache "$cache"
 fi

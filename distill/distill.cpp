@@ -194,8 +194,10 @@ DistillResult run_distill(const DistillOptions& o, const DistillInputs& in) {
   }
 
   // Models. A cached teacher is never run: only its hash was needed.
+  // Cross-entropy alone needs the teacher for nothing but (maybe) the student's initial weights.
+  const bool teacher_terms = o.kl > 0 || o.reverse_kl > 0 || o.hidden > 0;
   std::optional<Transformer> teacher_model;
-  if (!offline) teacher_model.emplace(teacher->spec, teacher->tensors);
+  if (!offline && teacher_terms) teacher_model.emplace(teacher->spec, teacher->tensors);
   teacher.reset();
   Transformer model = in.student_shape ? Transformer::random_init(student.spec, o.train.seed)
                                        : Transformer(student.spec, student.tensors);
@@ -235,7 +237,8 @@ DistillResult run_distill(const DistillOptions& o, const DistillInputs& in) {
                  res.student_origin.c_str(), static_cast<double>(model.spec().n_params()) / 1e6,
                  static_cast<long long>(model.spec().n_layer()),
                  offline ? o.teacher_cache.c_str() : in.teacher.c_str(),
-                 offline ? "top-k cache" : "online", static_cast<long long>(ctx),
+                 !teacher_terms ? "not run: cross-entropy only" : offline ? "top-k cache" : "online",
+                 static_cast<long long>(ctx),
                  static_cast<long long>(in.train_tokens.size()),
                  static_cast<long long>(in.val_tokens.size()));
   }

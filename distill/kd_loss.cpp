@@ -31,8 +31,15 @@ DistillLoss::DistillLoss(const DistillOptions& o, const Transformer* teacher,
                          std::vector<int32_t> vocab_map, std::vector<int64_t> layers, int64_t ctx,
                          uint64_t seed)
     : o_(o), teacher_(teacher), cache_(cache), layers_(std::move(layers)), ctx_(ctx) {
-  SLMC_CHECK((teacher != nullptr) != (cache != nullptr),
-             "distill: exactly one of a teacher and a top-k cache is needed");
+  const bool teacher_terms = o.kl > 0 || o.reverse_kl > 0 || o.hidden > 0;
+  SLMC_CHECK(teacher == nullptr || cache == nullptr,
+             "distill: a teacher and a top-k cache were both given to the loss");
+  SLMC_CHECK(!teacher_terms || teacher != nullptr || cache != nullptr,
+             "distill: the KL and hidden-state terms need a teacher or a top-k cache");
+  if (!teacher_terms) {  // cross-entropy alone
+    teacher_ = nullptr;
+    cache_ = nullptr;
+  }
   if (!vocab_map.empty()) {
     SLMC_CHECK(teacher != nullptr, o.vocab_map, ": a vocabulary map needs the teacher online, ",
                "not a top-k cache");
@@ -109,6 +116,7 @@ torch::Tensor DistillLoss::loss(const Transformer& student, const Batch& b,
   if (o_.ce > 0)
     add("ce", o_.ce, torch::nn::functional::cross_entropy(s2, b.targets.view({-1})));
   const double T = o_.temperature;
+  if (teacher_ == nullptr && cache_ == nullptr) return total;
   if (cache_ != nullptr) {
     const TopKBatch t = cached_teacher(b);
     if (o_.kl > 0) add("kl", o_.kl, forward_kl_topk(s2, t.t, T));

@@ -21,7 +21,8 @@ std::vector<int64_t> matched_layers(int64_t student_layers, int64_t teacher_laye
 
 class DistillLoss : public TrainLoss {
  public:
-  // Exactly one of `teacher` (online) and `cache` (offline) is non-null; both outlive the loss.
+  // At most one of `teacher` (online) and `cache` (offline) is non-null, and one is when a KL or
+  // hidden-state weight is > 0 (with cross-entropy alone neither is used); both outlive the loss.
   // `vocab_map` (student id -> teacher id or -1; empty = same vocabulary) needs the teacher
   // online. `layers` is matched_layers(); `seed` initialises the hidden projections.
   DistillLoss(const DistillOptions& o, const Transformer* teacher, const TopKCacheReader* cache,

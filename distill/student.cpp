@@ -14,16 +14,20 @@ namespace slmc::distill {
 
 namespace {
 
+// The whole of `s` as a decimal integer; false if it is not one (or overflows).
+bool whole_int(const std::string& s, long long* v) {
+  size_t used = 0;
+  try {
+    *v = std::stoll(s, &used);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return !s.empty() && used == s.size();
+}
 
 int64_t parse_index(const std::string& s, const std::string& where, int64_t n) {
-  size_t used = 0;
   long long v = -1;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  SLMC_CHECK(used == s.size() && !s.empty(), where, ": keep_layers item '", s.substr(0, 40),
+  SLMC_CHECK(whole_int(s, &v), where, ": keep_layers item '", s.substr(0, 40),
              "' is not a layer index, 'every_other' or 'all'");
   SLMC_CHECK(v >= 0 && v < n, where, ": keep_layers index ", v, " is out of range: the teacher has ",
              n, " layers [0, ", n, ")");
@@ -242,15 +246,9 @@ std::vector<int32_t> parse_vocab_map(const std::string& text, const std::string&
     if (!line.empty() && line.back() == '\r') line.pop_back();
     SLMC_CHECK(static_cast<int64_t>(map.size()) < student_vocab, origin, ":", line_no,
                ": more lines than the student's ", student_vocab, " token ids");
-    size_t used = 0;
     long long v = -2;
-    try {
-      v = std::stoll(line, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    SLMC_CHECK(used == line.size() && !line.empty(), origin, ":", line_no, ": '",
-               line.substr(0, 40), "' is not a teacher token id or -1");
+    SLMC_CHECK(whole_int(line, &v), origin, ":", line_no, ": '", line.substr(0, 40),
+               "' is not a teacher token id or -1");
     SLMC_CHECK(v >= -1 && v < teacher_vocab, origin, ":", line_no, ": teacher id ", v,
                " outside [-1, ", teacher_vocab, ")");
     SLMC_CHECK(v < 0 || seen.insert(v).second, origin, ":", line_no, ": teacher id ", v,

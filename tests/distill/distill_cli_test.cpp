@@ -16,24 +16,6 @@
 namespace slmc::clitest {
 namespace {
 
-// Runs slmc with an explicit thread count (or none: the launcher splits the cores).
-Result run(const std::string& args, int threads = 2) {
-  static int counter = 0;
-  const fs::path dir = fs::temp_directory_path() /
-                       ("slmc_distill_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  fs::create_directories(dir);
-  const std::string out = (dir / "out").string(), err = (dir / "err").string();
-  const std::string t = threads > 0 ? " --threads " + std::to_string(threads) : "";
-  const std::string cmd = std::string(SLMC_EXE) + t + " -q " + args + " >" + out + " 2>" + err;
-  const int st = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r.out = read_file(out);
-  r.err = read_file(err);
-  fs::remove_all(dir);
-  return r;
-}
-
 // A random 4-layer byte-level teacher (vocab 258, d_model 32, max_seq 32).
 std::string make_teacher(const TempDir& dir, const std::string& name, uint32_t seed,
                          int64_t vocab = 258) {
@@ -103,7 +85,7 @@ std::string DistillCli::teacher_, DistillCli::data_;
 
 TEST_F(DistillCli, WritesAStudentFromTeacherLayers) {
   const TempDir d;
-  const Result r = run("distill --teacher " + q(teacher_) + " --keep-layers every_other --data " +
+  const Result r = slmc("distill --teacher " + q(teacher_) + " --keep-layers every_other --data " +
                        q(data_) + " -o " + q(d.file("s")) + kSmall +
                        " --steps 6 --eval-every 3 --ce 0.5 --reverse-kl 0.1 --json");
   ASSERT_EQ(r.code, 0) << r.err;
@@ -118,12 +100,12 @@ TEST_F(DistillCli, WritesAStudentFromTeacherLayers) {
   EXPECT_TRUE(fs::exists(d.file("s/checkpoint.safetensors")));
   EXPECT_TRUE(fs::exists(d.file("s/distill_report.json")));
   // The student evaluates through the ordinary path.
-  const Result e = run("eval --model " + q(d.file("s")) + " --data " + q(data_) + " --json");
+  const Result e = slmc("eval --model " + q(d.file("s")) + " --data " + q(data_) + " --json");
   EXPECT_EQ(e.code, 0) << e.err;
   // A student from a shape file, trained with the hidden-state loss through a projection (its
   // width differs from the teacher's).
   write_file_atomically(d.file("shape.yaml"), "n_layer: 2\nd_model: 16\nn_head: 2\n");
-  const Result h = run("distill --teacher " + q(teacher_) + " --student " + q(d.file("shape.yaml")) +
+  const Result h = slmc("distill --teacher " + q(teacher_) + " --student " + q(d.file("shape.yaml")) +
                        " --data " + q(data_) + " -o " + q(d.file("h")) + kSmall +
                        " --steps 3 --hidden 1 --hidden-loss cosine");
   ASSERT_EQ(h.code, 0) << h.err;
@@ -140,7 +122,7 @@ TEST_F(DistillCli, ResumeAfterKillIsByteIdentical) {
   const TempDir d;
   const std::string args = "distill --teacher " + q(teacher_) + " --keep-layers 0,3 --data " +
                            q(data_) + kSmall + " --steps 40 --checkpoint-every 4 --eval-every 10 --micro-batch 2";
-  const Result full = run(args + " -o " + q(d.file("full")));
+  const Result full = slmc(args + " -o " + q(d.file("full")));
   ASSERT_EQ(full.code, 0) << full.err;
 
   // The same run, killed with SIGKILL right after its first checkpoint.
@@ -165,7 +147,7 @@ TEST_F(DistillCli, ResumeAfterKillIsByteIdentical) {
   EXPECT_LT(at, 40);
   EXPECT_FALSE(fs::exists(out + "/model.safetensors"));
 
-  const Result resumed = run(args + " -o " + q(out) + " --resume");
+  const Result resumed = slmc(args + " -o " + q(out) + " --resume");
   ASSERT_EQ(resumed.code, 0) << resumed.err;
   EXPECT_EQ(read_file(d.file("full/checkpoint.safetensors")), read_file(out + "/checkpoint.safetensors"));
   EXPECT_EQ(read_file(d.file("full/model.safetensors")), read_file(out + "/model.safetensors"));
@@ -176,7 +158,7 @@ TEST_F(DistillCli, ResumeAfterKillIsByteIdentical) {
   EXPECT_EQ(b["resumed_from"], at);
 
   // Other options on resume are refused, naming the difference.
-  const Result other = run(args + " --weight-decay 0.05 -o " + q(out) + " --resume");
+  const Result other = slmc(args + " --weight-decay 0.05 -o " + q(out) + " --resume");
   expect_input_error(other, "'weight_decay: 0.10000000000000001' vs 'weight_decay: 0.050000000000000003'");
 }
 
@@ -186,9 +168,9 @@ TEST_F(DistillCli, TwoProcessesEqualOneProcess) {
   const TempDir d;
   const std::string args = "distill --teacher " + q(teacher_) + " --keep-layers 1,2 --data " +
                            q(data_) + kSmall + " --steps 8 --eval-every 4";
-  const Result one = run(args + " -o " + q(d.file("one")), 1);
+  const Result one = slmc(args + " -o " + q(d.file("one")));
   ASSERT_EQ(one.code, 0) << one.err;
-  const Result two = run(args + " --nproc 2 -o " + q(d.file("two")), 0);
+  const Result two = slmc(args + " --nproc 2 -o " + q(d.file("two")));
   ASSERT_EQ(two.code, 0) << two.err;
   const double diff = max_weight_diff(d.file("one"), d.file("two"));
   EXPECT_LE(diff, 1e-4);
@@ -197,14 +179,14 @@ TEST_F(DistillCli, TwoProcessesEqualOneProcess) {
   EXPECT_EQ(b["world_size"], 2);
   EXPECT_NEAR(a["val_nll"].get<double>(), b["val_nll"].get<double>(), 1e-4);
   // Accumulation inside each rank (micro-batch 1) changes nothing either.
-  const Result acc = run(args + " --micro-batch 1 --nproc 2 -o " + q(d.file("acc")), 0);
+  const Result acc = slmc(args + " --micro-batch 1 --nproc 2 -o " + q(d.file("acc")));
   ASSERT_EQ(acc.code, 0) << acc.err;
   EXPECT_LE(max_weight_diff(d.file("one"), d.file("acc")), 1e-4);
 }
 
 TEST_F(DistillCli, UnreachableRendezvousFailsWithinTheTimeout) {
   const auto t0 = std::chrono::steady_clock::now();
-  const Result r = run("distill --teacher " + q(teacher_) + " --keep-layers 0 --data " + q(data_) +
+  const Result r = slmc("distill --teacher " + q(teacher_) + " --keep-layers 0 --data " + q(data_) +
                        " -o " + q(dir_->file("never")) + kSmall +
                        " --world-size 2 --rank 1 --master 127.0.0.1:9 --ddp-timeout 2");
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -217,33 +199,33 @@ TEST_F(DistillCli, UnreachableRendezvousFailsWithinTheTimeout) {
 TEST_F(DistillCli, OfflineCacheAtFullVocabEqualsOnline) {
   const TempDir d;
   const std::string common = " --keep-layers 0,2 --data " + q(data_) + kSmall + " --steps 6 --temperature 2";
-  const Result c = run("distill --teacher " + q(teacher_) + common + " --top-k 258 --cache-dtype f32" +
+  const Result c = slmc("distill --teacher " + q(teacher_) + common + " --top-k 258 --cache-dtype f32" +
                        " --write-cache " + q(d.file("c.h5")) + " --json");
   ASSERT_EQ(c.code, 0) << c.err;
   const auto cj = nlohmann::json::parse(c.out);
   EXPECT_GT(cj["positions"].get<int64_t>(), 0);
-  const Result online = run("distill --teacher " + q(teacher_) + common + " -o " + q(d.file("on")));
+  const Result online = slmc("distill --teacher " + q(teacher_) + common + " -o " + q(d.file("on")));
   ASSERT_EQ(online.code, 0) << online.err;
-  const Result offline = run("distill --teacher " + q(teacher_) + " --teacher-cache " +
+  const Result offline = slmc("distill --teacher " + q(teacher_) + " --teacher-cache " +
                              q(d.file("c.h5")) + common + " -o " + q(d.file("off")));
   ASSERT_EQ(offline.code, 0) << offline.err;
   EXPECT_LE(max_weight_diff(d.file("on"), d.file("off")), 1e-4);
 
   // The cache refuses other teachers, data, temperatures and losses it cannot serve.
   const std::string other_teacher = make_teacher(d, "other", 12);
-  expect_input_error(run("distill --teacher " + q(other_teacher) + " --teacher-cache " +
+  expect_input_error(slmc("distill --teacher " + q(other_teacher) + " --teacher-cache " +
                          q(d.file("c.h5")) + common + " -o " + q(d.file("x"))),
                      "made from another teacher");
   const std::string other_data = make_text(d, "other.txt", 6, 6000);
-  expect_input_error(run("distill --teacher " + q(teacher_) + " --teacher-cache " + q(d.file("c.h5")) +
+  expect_input_error(slmc("distill --teacher " + q(teacher_) + " --teacher-cache " + q(d.file("c.h5")) +
                          " --keep-layers 0,2 --data " + q(other_data) + kSmall +
                          " --steps 6 --temperature 2 -o " + q(d.file("x"))),
                      "made from other training data");
-  expect_input_error(run("distill --teacher " + q(teacher_) + " --teacher-cache " + q(d.file("c.h5")) +
+  expect_input_error(slmc("distill --teacher " + q(teacher_) + " --teacher-cache " + q(d.file("c.h5")) +
                          " --keep-layers 0,2 --data " + q(data_) + kSmall + " --steps 6 -o " +
                          q(d.file("x"))),
                      "made at temperature 2, this run distills at 1");
-  expect_input_error(run("distill --teacher " + q(teacher_) + " --teacher-cache " + q(d.file("c.h5")) +
+  expect_input_error(slmc("distill --teacher " + q(teacher_) + " --teacher-cache " + q(d.file("c.h5")) +
                          common + " --hidden 1 -o " + q(d.file("x"))),
                      "needs the teacher online");
 }
@@ -251,23 +233,32 @@ TEST_F(DistillCli, OfflineCacheAtFullVocabEqualsOnline) {
 TEST_F(DistillCli, BadInputExitsTwo) {
   const std::string plain = "distill --teacher " + q(teacher_) + " --data " + q(data_);
   const std::string base = plain + kSmall + " --steps 2 -o " + q(dir_->file("bad"));
-  expect_input_error(run(base + " --keep-layers 0 4"),
+  expect_input_error(slmc(base + " --keep-layers 0 4"),
                      "index 4 is out of range: the teacher has 4 layers");
   const std::string wide = make_teacher(*dir_, "wide_vocab", 3, 300);
-  expect_input_error(run(base + " --student " + q(wide)),
+  expect_input_error(slmc(base + " --student " + q(wide)),
                      "the teacher's vocabulary (258 tokens) and the student's (300");
-  expect_input_error(run(base + " --keep-layers 0 --world-size 3 --rank 0 --master 127.0.0.1:9"),
+  // With a map (student ids 0..257 are the teacher's, 258..299 have no counterpart) it trains.
+  std::string map;
+  for (int i = 0; i < 300; ++i) map += std::to_string(i < 258 ? i : -1) + "\n";
+  write_file_atomically(dir_->file("vocab.map"), map);
+  const Result mapped = slmc(base + " --student " + q(wide) + " --vocab-map " + q(dir_->file("vocab.map")));
+  EXPECT_EQ(mapped.code, 0) << mapped.err;
+  expect_input_error(slmc(base + " --student " + q(wide) + " --vocab-map " + q(dir_->file("vocab.map")) +
+                          " --teacher-cache " + q(dir_->file("none.h5"))),
+                     "none.h5: no such file");
+  expect_input_error(slmc(base + " --keep-layers 0 --world-size 3 --rank 0 --master 127.0.0.1:9"),
                      "world size 3 does not divide the global batch 4");
-  expect_input_error(run(base), "give the student either as --student");
-  expect_input_error(run(base + " --keep-layers 0 --kl 0"), "every loss weight is 0");
-  expect_input_error(run(base + " --keep-layers 0 --master 127.0.0.1"), "--master '127.0.0.1' must be host:port");
+  expect_input_error(slmc(base), "give the student either as --student");
+  expect_input_error(slmc(base + " --keep-layers 0 --kl 0"), "every loss weight is 0");
+  expect_input_error(slmc(base + " --keep-layers 0 --master 127.0.0.1"), "--master '127.0.0.1' must be host:port");
   write_file_atomically(dir_->file("d.yaml"), "kl: 1\nkeep_layers: [0]\nbogus: 3\n");
   const std::string out = " -o " + q(dir_->file("bad"));
-  expect_input_error(run(plain + out + " --config " + q(dir_->file("d.yaml"))), "unknown key 'bogus'");
+  expect_input_error(slmc(plain + out + " --config " + q(dir_->file("d.yaml"))), "unknown key 'bogus'");
   write_file_atomically(dir_->file("d2.yaml"), "keep_layers: [0, 2]\n");
-  expect_input_error(run(plain + out + " --config " + q(dir_->file("d2.yaml")) + " --keep-layers 1"),
+  expect_input_error(slmc(plain + out + " --config " + q(dir_->file("d2.yaml")) + " --keep-layers 1"),
                      "give distill options either in --config or as flags (--keep-layers");
-  expect_input_error(run(plain + kSmall + " --keep-layers 0 --resume -o " + q(dir_->file("nothing"))),
+  expect_input_error(slmc(plain + kSmall + " --keep-layers 0 --resume -o " + q(dir_->file("nothing"))),
                      "no checkpoint to resume from");
 }
 

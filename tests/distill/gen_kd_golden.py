@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference distillation losses for tests/distill/losses_test.cpp, with Debian's python3-torch.
 
-Reads IN (raw little-endian): int64 N, V, k; float64 T; float32 student[N*V], teacher[N*V];
+Usage: gen_kd_golden.py IN OUT [IN OUT ...]. Reads each IN (raw little-endian): int64 N, V, k; float64 T; float32 student[N*V], teacher[N*V];
 int64 indices[N*k] (the teacher's kept ids per row). Writes OUT: float64 values
   fkl, rkl, fkl_topk, rkl_topk, then the gradients d/d(student) of each, N*V each.
 
@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 
 
-def main():
-    src, dst = sys.argv[1], sys.argv[2]
+def one(src, dst):
     raw = open(src, "rb").read()
     n, v, k = struct.unpack_from("<qqq", raw, 0)
     (T,) = struct.unpack_from("<d", raw, 24)
@@ -84,4 +83,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    args = sys.argv[1:]
+    if not args or len(args) % 2:
+        sys.exit("usage: gen_kd_golden.py IN OUT [IN OUT ...]")
+    for i in range(0, len(args), 2):
+        one(args[i], args[i + 1])
