@@ -12,8 +12,8 @@
 #             time of the cache and of a run without the teacher
 #   parallel  training tokens/s of one process (2 threads) beside --nproc 2 (1 thread each),
 #             alternated A B A B
-#   threads   tokens/s with OMP_WAIT_POLICY=PASSIVE and ACTIVE, idle and with a busy-loop
-#             competitor on every core, alternated
+#   threads   tokens/s with OMP_WAIT_POLICY=PASSIVE and ACTIVE, as the machine is and with a
+#             busy-loop competitor per core (also at nice 10), alternated
 # Environment: STEPS (300), BATCH (16), TEMP (1), KL_CE (0: extra CE weight in the KD runs),
 # TEACHER_DIR (/work/wt/wikitext5m, else build/wikitext5m), K (64), TPUT_STEPS (20).
 # Results: WORK_DIR/results.tsv (one line per run) and a Markdown table on stdout.
@@ -95,37 +95,38 @@ if [[ " ${parts[*]} " == *" offline "* ]]; then
   run a_offline_top$k --keep-layers every_other --kl 1 --ce "$kl_ce" --temperature "$temp" --teacher-cache "$cache"
 fi
 
-# tput NAME [ENV...] -- ARGS...: tokens/s of a short run (TPUT_STEPS steps, no eval).
+# tput NAME ENV GLOBAL_FLAGS [DISTILL_FLAGS]: tokens/s of a short run (TPUT_STEPS steps, no eval).
 tput() {
-  local name="$1"; shift
-  local envs=()
-  while [[ "$1" != "--" ]]; do envs+=("$1"); shift; done; shift
+  local name="$1" envs="$2" global="$3" extra="${4:-}"
   local out="$work/tput_$name"
   rm -rf "$out"
-  env "${envs[@]}" nice -n 10 "$slmc" "$@" distill --teacher "$teacher" --data "$train" --val-data "$eval" \
+  # shellcheck disable=SC2086
+  env $envs nice -n 10 "$slmc" $global distill --teacher "$teacher" --data "$train" --val-data "$eval" \
     --ctx "$ctx" --batch "$batch" --steps "$tput_steps" --eval-every 0 --checkpoint-every 0 --warmup 2 \
-    --keep-layers every_other -o "$out" --json 2>"$work/tput_$name.log" >"$out.json" \
+    --keep-layers every_other $extra -o "$out" --json 2>"$work/tput_$name.log" >"$out.json" \
     || { echo "throughput run $name failed" >&2; tail -3 "$work/tput_$name.log" >&2; exit 1; }
   printf "tput_%s\t-\t%s\t-\t%s\t%s\t%s\n" "$name" "$((tput_steps * batch * ctx))" \
-    "$(python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["tokens_per_s"])' "$out.json")" "$(load)" "${envs[*]} $*" >>"$results"
+    "$(python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["tokens_per_s"])' "$out.json")" \
+    "$(load)" "$envs $global $extra" >>"$results"
   tail -1 "$results" >&2
 }
 
 if [[ " ${parts[*]} " == *" parallel "* ]]; then
   for rep in 1 2; do
-    tput "1proc_r$rep" OMP_WAIT_POLICY=PASSIVE -- --threads 2
-    tput "2proc_r$rep" OMP_WAIT_POLICY=PASSIVE -- --threads 1 --nproc 2 2>/dev/null || true
+    tput "1proc_r$rep" OMP_WAIT_POLICY=PASSIVE "--threads 2"
+    tput "2proc_r$rep" OMP_WAIT_POLICY=PASSIVE "--threads 1" "--nproc 2"
   done
 fi
 
 if [[ " ${parts[*]} " == *" threads "* ]]; then
-  busy() { for _ in $(seq "$(nproc)"); do (while :; do :; done) & done; }
+  # One busy loop per core, at the bench's own nice level: a machine as busy again as it is.
+  busy() { for _ in $(seq "$(nproc)"); do nice -n 10 bash -c 'while :; do :; done' & done; }
   for rep in 1 2; do
-    tput "passive_idle_r$rep" OMP_WAIT_POLICY=PASSIVE -- --threads 2
-    tput "active_idle_r$rep" OMP_WAIT_POLICY=ACTIVE -- --threads 2
+    tput "passive_shared_r$rep" OMP_WAIT_POLICY=PASSIVE "--threads 2"
+    tput "active_shared_r$rep" OMP_WAIT_POLICY=ACTIVE "--threads 2"
     busy; pids=$(jobs -p)
-    tput "passive_busy_r$rep" OMP_WAIT_POLICY=PASSIVE -- --threads 2
-    tput "active_busy_r$rep" OMP_WAIT_POLICY=ACTIVE -- --threads 2
+    tput "passive_busy_r$rep" OMP_WAIT_POLICY=PASSIVE "--threads 2"
+    tput "active_busy_r$rep" OMP_WAIT_POLICY=ACTIVE "--threads 2"
     kill $pids 2>/dev/null || true; wait $pids 2>/dev/null || true
   done
 fi

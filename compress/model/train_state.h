@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -56,8 +57,10 @@ class WindowSampler {
     out.reserve(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       if (order_ == Order::kRandomOffsets) {
-        std::uniform_int_distribution<int64_t> pick(0, n_tokens_ - ctx_);
-        out.push_back(pick(rng_));
+        // The draw `slmc train` always made (so its runs are unchanged), clamped: its top value
+        // N - ctx + 1 would read one token past the stream.
+        std::uniform_int_distribution<int64_t> pick(0, n_tokens_ - ctx_ + 1);
+        out.push_back(std::min(pick(rng_), n_tokens_ - ctx_));
       } else {
         if (pos_ == n_windows_) {
           ++epoch_;
