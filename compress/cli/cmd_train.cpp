@@ -8,13 +8,21 @@
 #include "compress/cli/common.h"
 #include "compress/cli/train_run.h"
 #include "compress/core/atomic_file.h"
+#include "compress/core/fnv1a.h"
 #include "compress/core/error.h"
 #include "compress/recipe/yaml_options.h"
 
 namespace slmc::cli {
 
+std::vector<int32_t> split_heldout(std::vector<int32_t>& train, double fraction) {
+  const size_t n_val = static_cast<size_t>(static_cast<double>(train.size()) * fraction);
+  std::vector<int32_t> val(train.end() - static_cast<std::ptrdiff_t>(n_val), train.end());
+  train.resize(train.size() - n_val);
+  return val;
+}
+
 TrainRun train_to_dir(const TrainConfig& cfg, const std::string& origin, const std::string& data,
-                      const std::string& val_data, const std::string& out) {
+                      const std::string& val_data, const std::string& out, bool resume) {
   std::unique_ptr<Tokenizer> tok =
       cfg.tokenizer == "byte" ? make_byte_tokenizer() : load_tokenizer(cfg.tokenizer);
   const int64_t vocab = tok->vocab_size();
@@ -22,15 +30,24 @@ TrainRun train_to_dir(const TrainConfig& cfg, const std::string& origin, const s
   std::vector<int32_t> val_ids;
   if (!val_data.empty()) {
     val_ids = load_token_stream(val_data, tok.get(), vocab);
-  } else if (cfg.val_fraction > 0) {
-    const size_t n_val = static_cast<size_t>(static_cast<double>(train_ids.size()) * cfg.val_fraction);
-    val_ids.assign(train_ids.end() - static_cast<std::ptrdiff_t>(n_val), train_ids.end());
-    train_ids.resize(train_ids.size() - n_val);
+  } else {
+    val_ids = split_heldout(train_ids, cfg.val_fraction);
   }
   TrainRun run;
   run.spec = cfg.make_spec(vocab, tok->bos_id(), tok->eos_id());
   run.train_tokens = static_cast<int64_t>(train_ids.size());
   run.val_tokens = static_cast<int64_t>(val_ids.size());
+  TrainSetup setup;
+  if (cfg.opt.checkpoint_every > 0 || resume) {
+    setup.checkpoint = out + "/checkpoint.safetensors";
+    setup.resume = resume;
+    OptionPrinter all;
+    all.indent = "";
+    TrainConfig(cfg).visit(all);
+    setup.fingerprint = all.os.str() + "train tokens: " + fnv1a64_tokens(train_ids) +
+                        "\nheld-out tokens: " + fnv1a64_tokens(val_ids) + "\n";
+    if (resume) check_resumable(setup.checkpoint, setup.fingerprint);
+  }
   OptionPrinter printer;
   TrainConfig(cfg).visit(printer);
   std::fprintf(stderr, "training %s (%.3f M params, vocab %lld) on %lld tokens, held-out %lld\n%s",
@@ -39,7 +56,7 @@ TrainRun train_to_dir(const TrainConfig& cfg, const std::string& origin, const s
                static_cast<long long>(run.val_tokens), printer.os.str().c_str());
 
   Transformer model = Transformer::random_init(run.spec, cfg.opt.seed);
-  run.result = train(model, train_ids, val_ids, cfg.opt, tok->bos_id());
+  run.result = train(model, train_ids, val_ids, cfg.opt, tok->bos_id(), setup);
 
   save_hf_model(out, run.spec, model.to_host(), DType::kF32);
   if (cfg.tokenizer == "byte") {
@@ -59,11 +76,12 @@ TrainRun train_to_dir(const TrainConfig& cfg, const std::string& origin, const s
 namespace {
 struct TrainCmdOptions {
   std::string config, data, val_data, out;
+  bool resume = false;
 };
 
 void run_train(const TrainCmdOptions& o) {
   const TrainConfig cfg = load_train_config(o.config);
-  const TrainRun r = train_to_dir(cfg, o.config, o.data, o.val_data, o.out);
+  const TrainRun r = train_to_dir(cfg, o.config, o.data, o.val_data, o.out, o.resume);
   std::printf("wrote %s (%.3f M params)\n", o.out.c_str(), static_cast<double>(r.spec.n_params()) / 1e6);
   std::printf("train tokens/s  %.0f\n",
               static_cast<double>(r.result.tokens_seen) / std::max(1e-9, r.result.seconds));
@@ -82,6 +100,8 @@ void setup_train(CLI::App& app) {
   sub->add_option("--val-data", o->val_data, "held-out text or HDF5 tokens (default: the data's tail)")
       ->check(CLI::ExistingFile);
   sub->add_option("-o,--output", o->out, "output Hugging Face-style directory")->required();
+  sub->add_flag("--resume", o->resume,
+                "continue from OUT/checkpoint.safetensors (same config and data), bit for bit");
   on_run(sub, [o] { run_train(*o); });
 }
 

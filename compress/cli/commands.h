@@ -17,6 +17,7 @@ void setup_export(CLI::App& app);
 void setup_bench(CLI::App& app);
 void setup_quantize(CLI::App& app);
 void setup_run(CLI::App& app);
+void setup_distill(CLI::App& app);
 
 // Global flags, applied before any subcommand runs.
 struct GlobalOptions {

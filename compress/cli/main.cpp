@@ -6,6 +6,7 @@
 #include <string>
 
 #include "compress/cli/commands.h"
+#include "compress/cli/omp_env.h"
 #include "compress/core/error.h"
 #include "compress/core/progress.h"
 #include "compress/model/transformer.h"
@@ -27,6 +28,7 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 
 int main(int argc, char** argv) {
   using namespace slmc::cli;
+  ensure_omp_wait_policy(argc, argv);
   CLI::App app{"slmc: make small language models smaller and faster"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "slmc 0.1.0");
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
   setup_bench(app);
   setup_quantize(app);
   setup_run(app);
+  setup_distill(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

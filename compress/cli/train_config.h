@@ -25,8 +25,9 @@ struct TrainConfig {
   // Optimisation.
   TrainOptions opt;
 
+  // The model shape alone: what a `slmc distill --student SHAPE.yaml` file may hold.
   template <class V>
-  void visit(V& v) {
+  void visit_shape(V& v) {
     v("family", family, "architecture family written to config.json (llama, mistral, qwen2)");
     v("n_layer", n_layer, "transformer blocks");
     v("d_model", d_model, "hidden size");
@@ -35,27 +36,26 @@ struct TrainConfig {
     v("ffn_dim", ffn_dim, "MLP hidden size; 0 = 8/3 d_model rounded up to 32");
     v("rope_theta", rope_theta, "RoPE base");
     v("tied_embeddings", tied_embeddings, "share the output head with the embedding");
+  }
+
+  template <class V>
+  void visit(V& v) {
+    visit_shape(v);
     v("tokenizer", tokenizer, "'byte' or a tokenizer file (.model, tokenizer.bin, tokenizer.json)");
     v("val_fraction", val_fraction, "held-out share of the data when --val-data is absent");
-    v("ctx", opt.ctx, "training window in tokens (BOS included); also the model's max_seq");
-    v("steps", opt.steps, "optimizer steps");
-    v("batch", opt.batch, "windows per step");
-    v("lr", opt.lr, "peak learning rate");
-    v("min_lr_ratio", opt.min_lr_ratio, "final lr as a share of the peak (cosine)");
-    v("warmup", opt.warmup, "linear warmup steps");
-    v("weight_decay", opt.weight_decay, "AdamW weight decay on 2-D weights");
-    v("beta1", opt.beta1, "AdamW beta1");
-    v("beta2", opt.beta2, "AdamW beta2");
-    v("grad_clip", opt.grad_clip, "max global gradient norm (0 = off)");
-    v("seed", opt.seed, "init and batch sampling seed");
-    v("eval_every", opt.eval_every, "steps between held-out evaluations (0 = end only)");
+    opt.visit(v);
   }
 
   // Throws naming `origin` and the key for impossible values.
   void validate(const std::string& origin) const;
-  ModelSpec make_spec(int64_t vocab, int32_t bos, int32_t eos) const;
+  void validate_shape(const std::string& origin) const;
+  // `max_seq` 0 = opt.ctx.
+  ModelSpec make_spec(int64_t vocab, int32_t bos, int32_t eos, int64_t max_seq = 0) const;
 };
 
 TrainConfig load_train_config(const std::string& path);
+
+// A file of shape keys only (visit_shape); training keys in it are errors naming the key.
+TrainConfig load_shape_config(const std::string& path);
 
 }  // namespace slmc::cli
