@@ -119,7 +119,7 @@ TEST_P(CliBadRecipe, ExitsTwoWithFileLineAndKey) {
 INSTANTIATE_TEST_SUITE_P(
     All, CliBadRecipe,
     ::testing::Values(
-        BadCase{"UnknownKey", "      method: rtn\n      group: 32\n", ":5: unknown key 'group'"},
+        BadCase{"UnknownKey", "      method: rtn\n      group: 32\n", ":5: unknown key \"group\""},
         BadCase{"WrongType", "      method: rtn\n      bits: eight\n", ":5: key 'bits' must be an integer"},
         BadCase{"Bits3", "      method: rtn\n      bits: 3\n", ":5: key 'bits': bits 3: no format"},
         // stories260K's ffn_down has 172 columns; an explicit group of 32 cannot hold them.
@@ -127,7 +127,7 @@ INSTANTIATE_TEST_SUITE_P(
                 ":6: key 'group_size': group_size 32 does not divide the 172 columns of "
                 "blk.0.ffn_down.weight"},
         BadCase{"TargetsMatchNothing", "      method: rtn\n      targets: [attn_qkv]\n",
-                ":5 (targets): targets pattern 'attn_qkv' matches no tensor"}),
+                ":5 (targets): targets pattern \"attn_qkv\" matches no tensor"}),
     [](const ::testing::TestParamInfo<BadCase>& i) { return std::string(i.param.name); });
 
 TEST(CliQuantizeBadData, CalibrationTooShortOrOutsideVocab) {

@@ -254,7 +254,7 @@ TEST_F(DistillCli, BadInputExitsTwo) {
   expect_input_error(slmc(base + " --keep-layers 0 --master 127.0.0.1"), "--master '127.0.0.1' must be host:port");
   write_file_atomically(dir_->file("d.yaml"), "kl: 1\nkeep_layers: [0]\nbogus: 3\n");
   const std::string out = " -o " + q(dir_->file("bad"));
-  expect_input_error(slmc(plain + out + " --config " + q(dir_->file("d.yaml"))), "unknown key 'bogus'");
+  expect_input_error(slmc(plain + out + " --config " + q(dir_->file("d.yaml"))), "unknown key \"bogus\"");
   write_file_atomically(dir_->file("d2.yaml"), "keep_layers: [0, 2]\n");
   expect_input_error(slmc(plain + out + " --config " + q(dir_->file("d2.yaml")) + " --keep-layers 1"),
                      "give distill options either in --config or as flags (--keep-layers");

@@ -122,7 +122,7 @@ TEST(QuantizePass, TargetsAndIgnore) {
   const std::string e = error_of([&] {
     pass_from_yaml("{method: rtn, targets: [attn_qq]}")->validate(m);
   });
-  EXPECT_NE(e.find("targets pattern 'attn_qq' matches no tensor"), std::string::npos) << e;
+  EXPECT_NE(e.find("targets pattern \"attn_qq\" matches no tensor"), std::string::npos) << e;
 }
 
 TEST(QuantizePass, CalibratedMethodsNeedValidCalibration) {
