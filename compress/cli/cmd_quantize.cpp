@@ -7,7 +7,7 @@
 
 #include "compress/cli/commands.h"
 #include "compress/cli/option_flags.h"
-#include "compress/cli/pipeline.h"
+#include "compress/cli/common.h"
 #include "compress/core/error.h"
 #include "quantize/quantize_pass.h"
 
@@ -27,11 +27,8 @@ struct QuantizeCmdOptions {
 
 void run_quantize(QuantizeCmdOptions& o) {
   register_builtin_passes();
-  PipelineInput in;
+  RunInput in;
   in.model_path = o.model;
-  in.tokenizer_path = o.tokenizer;
-  in.out = o.out;
-  in.json = o.json;
   Recipe recipe;
   std::unique_ptr<Pass> flag_pass;
   const std::set<std::string> given = o.binder->given();
@@ -42,17 +39,24 @@ void run_quantize(QuantizeCmdOptions& o) {
     for (const Stage& s : recipe.stages) {
       SLMC_CHECK(s.kind == "quantize", s.where, ": slmc quantize runs quantize stages only; use "
                  "`slmc run ", o.recipe, "` for '", s.kind, "'");
-      in.passes.push_back(s.pass.get());
+      in.stages.push_back({s.pass.get(), s.where});
     }
     in.calibration = recipe.calibration;
     in.eval = recipe.eval;
     in.gates = recipe.gates;
     if (in.model_path.empty()) in.model_path = recipe.model;
   } else {
-    flag_pass = quant::make_quantize_pass(o.q, o.binder->where(), given);
-    in.passes.push_back(flag_pass.get());
+    flag_pass = quant::make_quantize_pass(
+        o.q, OptionOrigins::from_flags("quantize", o.binder->where(), given));
+    in.stages.push_back({flag_pass.get(), "slmc quantize"});
   }
   SLMC_CHECK(!in.model_path.empty(), "no model: give --model (the recipe names none)");
+  in.tokenizer = resolve_tokenizer(in.model_path, o.tokenizer, false);
+  in.threads = global_options().threads;
+  ExportSpec out;
+  out.path = o.out;
+  out.where = "-o";
+  in.exports.push_back(out);
   // Command-line data flags override the recipe's (DataSpec defaults equal the flags' defaults).
   if (!o.calib.empty()) in.calibration.path = o.calib;
   if (o.sub->count("--samples")) in.calibration.samples = o.samples;
@@ -60,7 +64,7 @@ void run_quantize(QuantizeCmdOptions& o) {
   if (o.sub->count("--seed")) in.calibration.seed = o.seed;
   if (!o.eval.empty()) in.eval.path = o.eval;
   if (o.sub->count("--eval-ctx") || in.eval.where.empty()) in.eval.seq_len = o.eval_ctx;
-  run_pipeline(in);
+  run_and_print(in, o.json);
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   setup_bench(app);
   setup_quantize(app);
   setup_run(app);
+  setup_prune(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -54,6 +54,9 @@ struct PinCase {
   uint64_t tensors_fnv;  // tensor_hash of the .slm main's code wrote
 };
 
+// ctest lists parameterised cases by their printed value: the case name.
+void PrintTo(const PinCase& c, std::ostream* os) { *os << c.name; }
+
 class QuantizePin : public ::testing::TestWithParam<PinCase> {};
 
 TEST_P(QuantizePin, ArtifactBytesUnchanged) {
