@@ -250,9 +250,9 @@ std::pair<std::vector<int64_t>, int64_t> PrunePass::layer_plan(const ModelSpec& 
                " but not ", missing, "; a block is removed whole");
     layers.push_back(i);
   }
-  const int64_t n_remove = pruned_count(spec.n_layer(), o_.sparsity);
+  const int64_t n_remove = removed_units(spec.n_layer(), o_.sparsity);
   SLMC_CHECK(n_remove < spec.n_layer(), at("sparsity"), ": sparsity ", o_.sparsity,
-             " would remove every one of the ", spec.n_layer(), " layers");
+             " would remove every one of the ", spec.n_layer(), " layers; a model keeps at least one");
   SLMC_CHECK(n_remove <= static_cast<int64_t>(layers.size()), at("sparsity"), ": sparsity ",
              o_.sparsity, " removes ", n_remove, " of ", spec.n_layer(),
              " layers, but targets select only ", layers.size());
@@ -483,13 +483,16 @@ void PrunePass::run_units(CompressedModel& m, const PassContext& ctx, PassReport
     removed[set.name()] = gone;
     const torch::Tensor cols = removed_columns(set, gone);
     torch::Tensor& W = params.at(consumer);
-    W.copy_(calibrated && o_.reconstruct ? reconstruct_consumer(W, s->H, cols, o_.damp)
-                                         : W.masked_fill(cols.unsqueeze(0), 0.0f));
+    // A sparse consumer keeps its zeros: a dense refit would fill them, so it is only cut.
+    const bool refit = calibrated && o_.reconstruct && !m.masks.count(consumer);
+    W.copy_(refit ? reconstruct_consumer(W, s->H, cols, o_.damp)
+                  : W.masked_fill(cols.unsqueeze(0), 0.0f));
     std::string list;
     for (int64_t u : gone) list += str_cat(list.empty() ? "" : ", ", u);
     rep.notes.push_back(str_cat(set.name(), ": kept ", kept, " of ", set.count, ", removed [", list,
                                 "] by ", calibrated ? "activations" : "weights",
-                                calibrated && o_.reconstruct ? ", consumer refit" : "",
+                                refit ? ", consumer refit"
+                                      : calibrated && o_.reconstruct ? ", no refit (sparse consumer)" : "",
                                 s != nullptr && !calibrated
                                     ? str_cat(" (expert routed ", s->rows, " calibration tokens)")
                                     : std::string()));

@@ -50,9 +50,14 @@ std::vector<T> take(const std::vector<T>& v, int64_t rows, int64_t cols, int axi
 
 }  // namespace
 
+int64_t removed_units(int64_t count, double sparsity) {
+  SLMC_CHECK(sparsity >= 0 && sparsity < 1, "sparsity must be in [0, 1), got ", sparsity);
+  return static_cast<int64_t>(std::floor(static_cast<double>(count) * sparsity + 0.5));
+}
+
 int64_t kept_units(const UnitSet& set, double sparsity, int64_t multiple, const std::string& where) {
   SLMC_CHECK(multiple >= 1, where, ": multiple must be >= 1, got ", multiple);
-  int64_t kept = set.count - pruned_count(set.count, sparsity);
+  int64_t kept = set.count - removed_units(set.count, sparsity);
   if (set.kind == UnitKind::kChannels && multiple > 1 && set.count >= multiple) {
     const int64_t down = kept / multiple * multiple, up = down + multiple;
     kept = kept - down <= up - kept ? down : up;

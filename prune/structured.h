@@ -18,9 +18,15 @@
 
 namespace slmc::prune {
 
-// Units of a set of `count` that stay at `sparsity`: count - floor(count * sparsity); channels
-// then rounded to the nearest multiple of `multiple` (ties down, at least `multiple`; a set
-// smaller than `multiple` is not rounded). Throws naming `where` and the set when none would stay.
+// Whole units (head groups, channels, blocks) a sparsity removes out of `count`: the nearest
+// integer to count * sparsity (halves up), so "a quarter of 4 head groups" is one and "half of 5
+// blocks" three. (Unstructured counts floor instead, as the references do: masks.h.)
+int64_t removed_units(int64_t count, double sparsity);
+
+// Units of a set that stay at `sparsity`: count - removed_units(count, sparsity); channels then
+// rounded to the nearest multiple of `multiple` (ties down, at least `multiple`; a set smaller
+// than `multiple` is not rounded). Throws naming `where`, the sparsity and the set when none
+// would stay.
 int64_t kept_units(const UnitSet& set, double sparsity, int64_t multiple, const std::string& where);
 
 // `spec` with set `set` of its layer cut to `kept` units: heads set n_kv_head = kept and n_head =

@@ -53,6 +53,9 @@ struct PinCase {
   std::string notes = "";  // joined report notes that must appear (coverage)
 };
 
+// ctest lists parameterised cases by their printed value: the case name.
+void PrintTo(const PinCase& c, std::ostream* os) { *os << c.name; }
+
 class QuantizePassPin : public ::testing::TestWithParam<PinCase> {};
 
 TEST_P(QuantizePassPin, StoredBytesUnchanged) {
