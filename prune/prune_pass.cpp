@@ -215,16 +215,17 @@ std::vector<std::pair<UnitSet, int64_t>> PrunePass::unit_plan(const ModelSpec& s
       out.emplace_back(std::move(set), kept);
     }
   }
-  // Explicit targets must each belong to a unit of this kind.
-  if (!o_.targets.empty())
+  if (out.empty()) {
+    // Targets that select tensors, none of them in a unit of this kind: name one.
     for (const std::string& n : candidates)
       SLMC_CHECK(!sel.selected(n) || covered.count(n), at("targets"), ": structured ",
-                 o_.structured, ": ", n, " belongs to no ",
+                 o_.structured, ": targets select ", n, ", which belongs to no ",
                  kind == UnitKind::kHeads ? "head" : "channel",
                  " unit (compress/core/units.h: heads span attn_q, attn_k, attn_v rows and "
                  "attn_output columns; channels span ffn_gate, ffn_up rows and ffn_down columns)");
-  SLMC_CHECK(!out.empty(), at("targets"), ": targets ", o_.targets.str(), " minus ignore ",
-             o_.ignore.str(), " select no complete ", o_.structured, " unit");
+    fail(at("targets"), ": targets ", o_.targets.str(), " minus ignore ", o_.ignore.str(),
+         " select no complete ", o_.structured, " unit");
+  }
   return out;
 }
 

@@ -55,7 +55,7 @@ std::vector<StagePlan> plan_run(const ModelSpec& spec, const RunInput& in) {
   }
   std::vector<StagePlan> plan;
   ModelSpec cur = spec;
-  bool need_calib = false;
+  const RunStage* needs_calib = nullptr;
   const RunStage* packed_by = nullptr;
   for (const RunStage& s : in.stages) {
     SLMC_CHECK(s.pass != nullptr, s.where, ": stage without a pass");
@@ -72,11 +72,11 @@ std::vector<StagePlan> plan_run(const ModelSpec& spec, const RunInput& in) {
     cur = p.out;
     plan.push_back(std::move(p));
     if (s.pass->packs_tensors() && packed_by == nullptr) packed_by = &s;
-    need_calib = need_calib || s.pass->needs_calibration();
+    if (s.pass->needs_calibration() && needs_calib == nullptr) needs_calib = &s;
   }
-  if (need_calib && in.calibration.path.empty())
-    fail("calibration data is required by this recipe's passes: give --calib DATA or "
-         "data.calibration.path");
+  if (needs_calib != nullptr && in.calibration.path.empty())
+    fail(needs_calib->where, ": stage '", needs_calib->pass->name(),
+         "' needs calibration data: give --calib DATA or data.calibration.path");
   if (in.eval.path.empty() &&
       (in.gates.max_kl >= 0 || in.gates.max_ppl_increase >= 0 || in.gates.min_top1 >= 0))
     fail(in.gates.where, ": accuracy gates need data.eval in the recipe");

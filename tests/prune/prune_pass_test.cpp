@@ -411,8 +411,8 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"every_layer", "{structured: layers, sparsity: 0.9}", "would remove every one of the 2 layers"},
         Bad{"partial_unit", "{structured: heads, sparsity: 0.5, targets: [attn_q]}",
             "spans blk.0.attn_q.weight and blk.0.attn_k.weight"},
-        Bad{"unknown_head_table", "{structured: heads, sparsity: 0.5, targets: [attn_q, attn_k, attn_v, attn_output, ffn_down]}",
-            "blk.0.ffn_down.weight belongs to no head unit"},
+        Bad{"unknown_head_table", "{structured: heads, sparsity: 0.5, targets: [ffn_down]}",
+            "targets select blk.0.ffn_down.weight, which belongs to no head unit"},
         Bad{"head_outside_blocks", "{structured: heads, sparsity: 0.5, targets: [output]}", "targets pattern 'output' matches no tensor"},
         Bad{"unknown_importance", "{structured: heads, sparsity: 0.5, importance: random}", "importance 'random' is unknown"}),
     [](const ::testing::TestParamInfo<Bad>& i) { return std::string(i.param.name); });
