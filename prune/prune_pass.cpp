@@ -437,7 +437,7 @@ void PrunePass::run_calibrated(CompressedModel& m, const CalibrationSet& cal,
 class UnitMethod : public LayerwiseMethod {
  public:
   using Choose = std::function<void(const UnitSet& set, int64_t kept, const GroupStats* stats,
-                                    Transformer& tf)>;
+                                    std::map<std::string, torch::Tensor>& params)>;
   UnitMethod(const std::vector<std::pair<UnitSet, int64_t>>& plan, Choose choose)
       : choose_(std::move(choose)) {
     for (const auto& p : plan) by_consumer_[p.first.consumer().tensor] = &p;
@@ -454,7 +454,8 @@ class UnitMethod : public LayerwiseMethod {
       for (const std::string& mem : g.members) {
         auto p = by_consumer_.find(mem);
         if (p == by_consumer_.end()) continue;
-        choose_(p->second->first, p->second->second, st == stats.end() ? nullptr : &st->second, tf);
+        choose_(p->second->first, p->second->second, st == stats.end() ? nullptr : &st->second,
+                tf.params());
       }
     }
   }
@@ -471,11 +472,10 @@ void PrunePass::run_units(CompressedModel& m, const PassContext& ctx, PassReport
     for (const UnitSlice& s : set.slices)
       SLMC_CHECK(!m.packed.count(s.tensor), at("structured"), ": ", s.tensor,
                  " is already quantized; prune before quantize");
-  Transformer tf(before, m.model.tensors);
   const int64_t min_rows = std::max<int64_t>(1, o_.moe_min_tokens);
   std::map<std::string, std::vector<int64_t>> removed;  // by set name
-  auto choose = [&](const UnitSet& set, int64_t kept, const GroupStats* s, Transformer& model) {
-    auto& params = model.params();
+  auto choose = [&](const UnitSet& set, int64_t kept, const GroupStats* s,
+                    std::map<std::string, torch::Tensor>& params) {
     const std::string& consumer = set.consumer().tensor;
     const bool calibrated = s != nullptr && s->rows >= (set.expert >= 0 ? min_rows : 1);
     const torch::Tensor imp = calibrated ? importance_from_activations(set, params.at(consumer), s->H)
@@ -499,19 +499,32 @@ void PrunePass::run_units(CompressedModel& m, const PassContext& ctx, PassReport
                                     : std::string()));
   };
   if (o_.importance == "activations") {
+    // Units chosen block by block on the pruned stream; consumers copied back at the end.
+    Transformer tf(before, m.model.tensors);
     UnitMethod method(plan, choose);
     LayerwiseOptions lo;
     lo.batch = o_.calib_batch;
     lo.head = false;
     lo.label = str_cat("prune ", o_.structured);
     (void)run_layerwise(tf, *ctx.calibration, method, lo);
+    for (const auto& [set, kept] : plan) {
+      const std::string& consumer = set.consumer().tensor;
+      m.model.tensors.at(consumer).data = to_vector(tf.params().at(consumer));
+    }
   } else {
-    for (const auto& [set, kept] : plan) choose(set, kept, nullptr, tf);
-  }
-  // Consumers changed in place (refit or zeroed columns); then the units go physically.
-  for (const auto& [set, kept] : plan) {
-    const std::string& consumer = set.consumer().tensor;
-    m.model.tensors.at(consumer).data = to_vector(tf.params().at(consumer));
+    // From the weights alone: views over the host tensors (no copy of the model), written in place.
+    Progress bar(str_cat("prune ", o_.structured), static_cast<int64_t>(plan.size()), "set");
+    int64_t done = 0;
+    for (const auto& [set, kept] : plan) {
+      std::map<std::string, torch::Tensor> views;
+      for (const UnitSlice& sl : set.slices) {
+        HostTensor& t = m.model.tensors.at(sl.tensor);
+        views[sl.tensor] = torch::from_blob(t.data.data(), t.shape, torch::kFloat32);
+      }
+      choose(set, kept, nullptr, views);
+      bar.update(++done, set.name());
+    }
+    bar.finish();
   }
   std::map<std::string, std::vector<int64_t>> before_shapes;
   for (const auto& [set, kept] : plan)
