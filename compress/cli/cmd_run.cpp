@@ -38,7 +38,8 @@ void run_run(const RunOptions& o) {
   const Recipe r = load_recipe(o.recipe);
   RunInput in;
   in.model_path = o.model.empty() ? r.model : o.model;
-  SLMC_CHECK(!in.model_path.empty(), o.recipe, ": the recipe names no model; add 'model:' or --model");
+  SLMC_CHECK(!in.model_path.empty(), o.recipe,
+             ": the recipe names no model; add 'model:' or --model");
   in.tokenizer = resolve_tokenizer(in.model_path, o.tokenizer, false);
   for (const Stage& s : r.stages) in.stages.push_back({s.pass.get(), s.where});
   in.calibration = r.calibration;
@@ -46,10 +47,7 @@ void run_run(const RunOptions& o) {
   in.gates = r.gates;
   in.threads = global_options().threads;
   if (!o.out.empty()) {
-    ExportSpec e;
-    e.path = o.out;
-    e.where = "-o";
-    in.exports.push_back(e);
+    in.exports = {{"slm", o.out, "-o"}};
   } else {
     SLMC_CHECK(!r.exports.empty(), o.recipe, ": the recipe has no export; add 'export:' or -o");
     in.exports = r.exports;
