@@ -1,11 +1,10 @@
 #include "compress/recipe/runner.h"
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "compress/core/atomic_file.h"
 #include "compress/core/error.h"
@@ -74,6 +73,16 @@ std::vector<StagePlan> plan_run(const ModelSpec& spec, const RunInput& in) {
     if (s.pass->packs_tensors() && packed_by == nullptr) packed_by = &s;
     if (s.pass->needs_calibration() && needs_calib == nullptr) needs_calib = &s;
   }
+  // An HF directory must be expressible as a config.json: checked on the final spec up front
+  // (hf_config_json throws naming what it cannot express).
+  for (const ExportSpec& e : in.exports)
+    if (e.format == "hf") {
+      try {
+        (void)hf_config_json(cur);
+      } catch (const Error& err) {
+        fail(e.where, ": cannot write ", e.path, " as a Hugging Face directory: ", err.what());
+      }
+    }
   if (needs_calib != nullptr && in.calibration.path.empty())
     fail(needs_calib->where, ": stage '", needs_calib->pass->name(),
          "' needs calibration data: give --calib DATA or data.calibration.path");
@@ -93,7 +102,8 @@ RunReport run_recipe(const RunInput& in) {
   const Tokenizer* tok = in.tokenizer.get();
   rep.plan = plan_run(m.model.spec, in);
   rep.params_original = m.model.spec.n_params();
-  for (const auto& kv : m.model.tensors) rep.bytes_original += 4 * static_cast<uint64_t>(kv.second.numel());
+  for (const auto& kv : m.model.tensors)
+    rep.bytes_original += 4 * static_cast<uint64_t>(kv.second.numel());
   // The reference for the accuracy table: a second fp32 copy of the model, kept only when there
   // is a table to make.
   std::unique_ptr<const LoadedModel> original;
@@ -167,7 +177,8 @@ RunReport run_recipe(const RunInput& in) {
     if (c.models.size() > 1) {
       ev.has_torch_artifact = true;
       ev.torch_artifact = c.models[1];
-      ev.ppl_agreement = std::fabs(ev.compressed.ppl - ev.torch_artifact.ppl) / ev.torch_artifact.ppl;
+      ev.ppl_agreement =
+          std::fabs(ev.compressed.ppl - ev.torch_artifact.ppl) / ev.torch_artifact.ppl;
     }
     const Gates& g = in.gates;
     if (g.max_kl >= 0 && ev.compressed.kl_mean > g.max_kl)
@@ -176,7 +187,8 @@ RunReport run_recipe(const RunInput& in) {
       rep.gate_failures.push_back(str_cat("max_ppl_increase ", g.max_ppl_increase, ": perplexity ",
                                           ev.ppl_original, " -> ", ev.compressed.ppl));
     if (g.min_top1 >= 0 && ev.compressed.top1 < g.min_top1)
-      rep.gate_failures.push_back(str_cat("min_top1 ", g.min_top1, ": top-1 is ", ev.compressed.top1));
+      rep.gate_failures.push_back(
+          str_cat("min_top1 ", g.min_top1, ": top-1 is ", ev.compressed.top1));
   }
   rep.max_rss_bytes = peak_rss_bytes();
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -214,7 +226,8 @@ std::string RunReport::text() const {
                   "tensor bytes", "bpw", "ppl", "KL", "top-1");
     out += buf;
     std::snprintf(buf, sizeof buf, "  %-24s %12s %14s %8.3f %10.4f %10s %8s\n",
-                  "original (f32, torch)", with_commas(static_cast<uint64_t>(params_original)).c_str(),
+                  "original (f32, torch)",
+                  with_commas(static_cast<uint64_t>(params_original)).c_str(),
                   with_commas(bytes_original).c_str(), 32.0, e.ppl_original, "-", "-");
     out += buf;
     const std::string bytes = slm.empty() ? std::string("-") : with_commas(slm[0].tensor_bytes);
@@ -255,7 +268,8 @@ std::string RunReport::json() const {
   out["params_compressed"] = params_compressed;
   if (has_eval) {
     const RunEval& e = eval;
-    const uint64_t bytes = slm.empty() ? 4 * static_cast<uint64_t>(params_compressed) : slm[0].tensor_bytes;
+    const uint64_t bytes =
+        slm.empty() ? 4 * static_cast<uint64_t>(params_compressed) : slm[0].tensor_bytes;
     const double bpw = slm.empty() ? 32.0 : slm[0].bits_per_weight;
     out["eval"] = {{"data", e.data},
                    {"tokens", e.tokens},
@@ -275,8 +289,9 @@ std::string RunReport::json() const {
                      {"top1", e.compressed.top1},
                      {"backend", e.backend}}}};
     if (e.has_torch_artifact) {
-      out["eval"]["torch_same_artifact"] = {
-          {"ppl", e.torch_artifact.ppl}, {"kl", e.torch_artifact.kl_mean}, {"top1", e.torch_artifact.top1}};
+      out["eval"]["torch_same_artifact"] = {{"ppl", e.torch_artifact.ppl},
+                                            {"kl", e.torch_artifact.kl_mean},
+                                            {"top1", e.torch_artifact.top1}};
       out["eval"]["ppl_agreement"] = e.ppl_agreement;
     }
     // Flat copies with unique names, for scripts (bench/*.sh) that grep them.
@@ -291,10 +306,10 @@ std::string RunReport::json() const {
   }
   if (!passes.empty()) {
     const PassReport& last = passes.back();
-    out["table_sparsity"] = last.model_matrix_weights
-                                ? static_cast<double>(last.model_zero) /
-                                      static_cast<double>(last.model_matrix_weights)
-                                : 0.0;
+    out["table_sparsity"] =
+        last.model_matrix_weights
+            ? static_cast<double>(last.model_zero) / static_cast<double>(last.model_matrix_weights)
+            : 0.0;
   }
   out["gates_failed"] = gate_failures;
   out["max_rss_bytes"] = max_rss_bytes;

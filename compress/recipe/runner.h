@@ -35,7 +35,7 @@ struct RunInput {
   DataSpec eval;                               // path "" = no accuracy table
   std::vector<ExportSpec> exports;             // .slm files and HF directories, at least one
   Gates gates;
-  int threads = 0;                             // 0 = all cores
+  int threads = 0;  // 0 = all cores
 };
 
 // One stage of the plan: the spec it is given and the spec it leaves.
@@ -52,12 +52,12 @@ std::vector<StagePlan> plan_run(const ModelSpec& spec, const RunInput& in);
 struct RunEval {
   std::string data;
   int64_t tokens = 0, ctx = 0;
-  double ppl_original = 0;      // LibTorch, fp32 original
-  EvalResult compressed;        // the runtime on the .slm (LibTorch in memory if no .slm)
-  std::string backend;          // "runtime" or "torch"
+  double ppl_original = 0;  // LibTorch, fp32 original
+  EvalResult compressed;    // the runtime on the .slm (LibTorch in memory if no .slm)
+  std::string backend;      // "runtime" or "torch"
   bool has_torch_artifact = false;
-  EvalResult torch_artifact;    // LibTorch on the same .slm, dequantized
-  double ppl_agreement = 0;     // |runtime ppl - LibTorch ppl| / LibTorch ppl
+  EvalResult torch_artifact;  // LibTorch on the same .slm, dequantized
+  double ppl_agreement = 0;   // |runtime ppl - LibTorch ppl| / LibTorch ppl
 };
 
 struct RunReport {
@@ -66,9 +66,9 @@ struct RunReport {
   uint64_t bytes_original = 0;  // fp32 bytes of the original's tensors
   std::vector<StagePlan> plan;
   std::vector<PassReport> passes;
-  std::vector<ExportReport> slm;      // one per .slm export
-  std::vector<std::string> hf_dirs;   // HF directories written
-  std::vector<std::string> notes;     // e.g. a tokenizer that could not be written beside
+  std::vector<ExportReport> slm;     // one per .slm export
+  std::vector<std::string> hf_dirs;  // HF directories written
+  std::vector<std::string> notes;    // e.g. a tokenizer that could not be written beside
   bool has_eval = false;
   RunEval eval;
   std::vector<std::string> gate_failures;  // "max_kl 0.01: KL is 0.02"

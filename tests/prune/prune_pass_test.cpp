@@ -2,6 +2,8 @@
 // pattern, masks surviving every quantization method, structured removal that leaves the
 // function unchanged when the removed units contribute nothing, depth pruning, MoE, bad options
 // naming key and value, and the runner's plan validating each stage against the one before.
+#include "prune/prune_pass.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -13,7 +15,6 @@
 #include "compress/model/transformer.h"
 #include "compress/recipe/runner.h"
 #include "prune/masks.h"
-#include "prune/prune_pass.h"
 #include "prune/structured.h"
 #include "quantize/gptq.h"
 #include "quantize/quantize_pass.h"
@@ -89,7 +90,8 @@ TEST_P(Unstructured, ExactSparsityAndMasks) {
     const torch::Tensor w = to_torch(m.model.tensors.at(d.name));
     EXPECT_EQ(w.masked_select(mask).abs().max().item<float>(), 0.0f);
     if (gm > 0) {
-      EXPECT_TRUE(mask.view({d.shape[0], d.shape[1] / gm, gm}).sum(-1).eq(gm - n).all().item<bool>());
+      EXPECT_TRUE(
+          mask.view({d.shape[0], d.shape[1] / gm, gm}).sum(-1).eq(gm - n).all().item<bool>());
     }
   }
   EXPECT_EQ(static_cast<int64_t>(r.tensors.size()), pruned_tensors);
@@ -105,7 +107,8 @@ TEST_P(Unstructured, ExactSparsityAndMasks) {
 INSTANTIATE_TEST_SUITE_P(
     All, Unstructured,
     ::testing::Values(Case{"magnitude", "{method: magnitude, sparsity: 0.5}", 0, 0},
-                      Case{"magnitude_global", "{method: magnitude, sparsity: 0.5, scope: global}", 0, 0},
+                      Case{"magnitude_global", "{method: magnitude, sparsity: 0.5, scope: global}",
+                           0, 0},
                       Case{"wanda", "{method: wanda, sparsity: 0.5}", 0, 0},
                       Case{"sparsegpt", "{method: sparsegpt, sparsity: 0.5, block_size: 32}", 0, 0},
                       Case{"magnitude_2of4", "{method: magnitude, pattern: '2:4'}", 2, 4},
@@ -124,8 +127,10 @@ TEST(PrunePass, CalibratedMethodsBeatMagnitude) {
     torch::manual_seed(6);
     for (auto& [name, t] : m.model.tensors)
       if (name.find("norm") != std::string::npos) {
-        const torch::Tensor f = torch::exp(1.5 * torch::randn({static_cast<int64_t>(t.data.size())}));
-        for (size_t i = 0; i < t.data.size(); ++i) t.data[i] *= f[static_cast<int64_t>(i)].item<float>();
+        const torch::Tensor f =
+            torch::exp(1.5 * torch::randn({static_cast<int64_t>(t.data.size())}));
+        for (size_t i = 0; i < t.data.size(); ++i)
+          t.data[i] *= f[static_cast<int64_t>(i)].item<float>();
       }
     const torch::Tensor ref = torch::log_softmax(logits(m), -1);
     run(m, "prune", yaml, &cal);
@@ -152,13 +157,15 @@ TEST_P(MasksSurvive, QuantizationKeepsTheZeros) {
   for (const auto& [name, mk] : m.masks) {
     ASSERT_TRUE(m.packed.count(name)) << name;
     const codec::QTensor& qt = m.packed.at(name);
-    const std::vector<float> dec = codec::dequantize_ref(qt.format, qt.bytes.data(), qt.shape[0], qt.shape[1]);
+    const std::vector<float> dec =
+        codec::dequantize_ref(qt.format, qt.bytes.data(), qt.shape[0], qt.shape[1]);
     for (size_t i = 0; i < dec.size(); ++i)
       if (mk.pruned[i]) {
         ASSERT_EQ(dec[i], 0.0f) << name << " at " << i;
         ++checked;
       }
-    const torch::Tensor zeros = torch::from_blob(const_cast<float*>(dec.data()), {qt.shape[0] * qt.shape[1] / 4, 4}).eq(0);
+    const torch::Tensor zeros =
+        torch::from_blob(const_cast<float*>(dec.data()), {qt.shape[0] * qt.shape[1] / 4, 4}).eq(0);
     EXPECT_TRUE(zeros.sum(-1).ge(2).all().item<bool>()) << name;
   }
   EXPECT_GT(checked, 0);
@@ -171,12 +178,13 @@ TEST_P(MasksSurvive, QuantizationKeepsTheZeros) {
 
 INSTANTIATE_TEST_SUITE_P(
     All, MasksSurvive,
-    ::testing::Values("{method: rtn, bits: 4}", "{method: rtn, bits: 8}",
-                      "{method: rtn, bits: 4, group_size: 64}",
-                      "{method: rtn, bits: 4, group_size: 64, per_channel: true}",
-                      "{method: gptq, bits: 4}", "{method: gptq, bits: 4, group_size: 64}",
-                      "{method: gptq, bits: 8, true_sequential: true}", "{method: awq, bits: 4}",
-                      "{method: gptq, target_bpw: 4.5, sens_samples: 2, mix_formats: 'q4_0,q8_0'}"));
+    ::testing::Values(
+        "{method: rtn, bits: 4}", "{method: rtn, bits: 8}",
+        "{method: rtn, bits: 4, group_size: 64}",
+        "{method: rtn, bits: 4, group_size: 64, per_channel: true}", "{method: gptq, bits: 4}",
+        "{method: gptq, bits: 4, group_size: 64}", "{method: gptq, bits: 8, true_sequential: true}",
+        "{method: awq, bits: 4}",
+        "{method: gptq, target_bpw: 4.5, sens_samples: 2, mix_formats: 'q4_0,q8_0'}"));
 
 // GPTQ spreads a pinned weight's error over the other columns (SparseGPT with a fixed mask): on
 // correlated inputs its output error is below quantizing with GPTQ and zeroing the pruned
@@ -185,7 +193,8 @@ TEST(PrunePass, GptqPinsBeatZeroingAfterwards) {
   torch::manual_seed(12);
   const int64_t rows = 64, cols = 256;
   const torch::Tensor low = torch::randn({2048, 8}).mm(torch::randn({8, cols}));
-  const torch::Tensor X = (torch::randn({2048, cols}) + low) * torch::exp(0.8 * torch::randn({cols}));
+  const torch::Tensor X =
+      (torch::randn({2048, cols}) + low) * torch::exp(0.8 * torch::randn({cols}));
   const torch::Tensor H = X.t().mm(X);
   const torch::Tensor W = 0.02 * torch::randn({rows, cols});
   const torch::Tensor mask = mask_per_row(W.abs(), 0.5);
@@ -215,7 +224,8 @@ TEST(PrunePass, OrderIsValidatedBeforeAnyWork) {
   const std::string err = error_of([&] { (void)plan_run(m.model.spec, in); });
   EXPECT_NE(err.find("r.yaml:6: stage 'prune' rewrites weights, but the stage at r.yaml:5 "
                      "('quantize') already stored them quantized"),
-            std::string::npos) << err;
+            std::string::npos)
+      << err;
   // The prune pass itself refuses packed tensors when run directly.
   PassContext ctx;
   run_pass(*q, m, ctx);
@@ -236,7 +246,8 @@ TEST(PrunePass, PlanChecksEachStageAgainstThePreviousOutput) {
   in.exports = {e};
   const std::string err = error_of([&] { (void)plan_run(m.model.spec, in); });
   EXPECT_NE(err.find("group_size 32 does not divide the 90 columns of blk.0.ffn_down.weight"),
-            std::string::npos) << err;
+            std::string::npos)
+      << err;
   // The same quantize stage fits the unpruned model, and a multiple of 32 keeps it fitting.
   in.stages = {{q.get(), "r.yaml:6"}};
   EXPECT_NO_THROW((void)plan_run(m.model.spec, in));
@@ -244,6 +255,31 @@ TEST(PrunePass, PlanChecksEachStageAgainstThePreviousOutput) {
   in.stages = {{p32.get(), "r.yaml:5"}, {q.get(), "r.yaml:6"}};
   const std::vector<StagePlan> plan = plan_run(m.model.spec, in);
   EXPECT_EQ(plan[0].out.layers[0].ffn_dim, 96);  // 128 - 32 is a multiple of 32
+}
+
+// An HF export is checked against the final spec before any work: uniform pruning writes a
+// config.json, blocks of different widths (targets on one block) are refused naming the export,
+// as long as config.json holds one width for all layers (hf_config_json).
+TEST(PrunePass, PlanChecksTheHfExportAgainstTheFinalSpec) {
+  const CompressedModel m = tiny_model(64, 128, 96, 2, true);
+  auto uniform = pass("prune", "{structured: channels, sparsity: 0.25, importance: weights}");
+  auto one_block = pass("prune",
+                        "{structured: channels, sparsity: 0.25, importance: weights, "
+                        "targets: [\"re:blk\\\\.0\\\\..*\"]}");
+  RunInput in;
+  ExportSpec e;
+  e.format = "hf";
+  e.path = "pruned_hf";
+  e.where = "--save-hf";
+  in.exports = {e};
+  in.stages = {{uniform.get(), "r.yaml:5"}};
+  EXPECT_NO_THROW((void)plan_run(m.model.spec, in));
+  in.stages = {{one_block.get(), "r.yaml:5"}};
+  const std::string err = error_of([&] { (void)plan_run(m.model.spec, in); });
+  EXPECT_NE(err.find("--save-hf: cannot write pruned_hf as a Hugging Face directory"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("ffn_dim 128 vs 96"), std::string::npos) << err;
 }
 
 // Units whose consumer columns are zero contribute nothing: removing them (chosen by either
@@ -267,9 +303,12 @@ TEST_P(Structured, RemovingDeadUnitsKeepsTheFunction) {
       EXPECT_EQ(l.n_head, 2);
       EXPECT_EQ(l.n_kv_head, 1);
     }
-    EXPECT_EQ(m.model.tensors.at(names::blk(0, names::kAttnQ)).shape, (std::vector<int64_t>{32, 64}));
-    EXPECT_EQ(m.model.tensors.at(names::blk(1, names::kAttnK)).shape, (std::vector<int64_t>{16, 64}));
-    EXPECT_EQ(m.model.tensors.at(names::blk(1, names::kAttnOut)).shape, (std::vector<int64_t>{64, 32}));
+    EXPECT_EQ(m.model.tensors.at(names::blk(0, names::kAttnQ)).shape,
+              (std::vector<int64_t>{32, 64}));
+    EXPECT_EQ(m.model.tensors.at(names::blk(1, names::kAttnK)).shape,
+              (std::vector<int64_t>{16, 64}));
+    EXPECT_EQ(m.model.tensors.at(names::blk(1, names::kAttnOut)).shape,
+              (std::vector<int64_t>{64, 32}));
     EXPECT_LT((logits(m) - ref).abs().max().item<float>(), 1e-5f);
     EXPECT_LT(r.params_after, r.params_before);
   }
@@ -283,7 +322,8 @@ TEST_P(Structured, RemovingDeadUnitsKeepsTheFunction) {
     const torch::Tensor ref = logits(m);
     run(m, "prune", "{structured: channels, sparsity: 0.25, importance: " + importance + "}", &cal);
     for (const LayerSpec& l : m.model.spec.layers) EXPECT_EQ(l.ffn_dim, 96);
-    EXPECT_EQ(m.model.tensors.at(names::blk(0, names::kFfnGate)).shape, (std::vector<int64_t>{96, 64}));
+    EXPECT_EQ(m.model.tensors.at(names::blk(0, names::kFfnGate)).shape,
+              (std::vector<int64_t>{96, 64}));
     EXPECT_LT((logits(m) - ref).abs().max().item<float>(), 1e-5f);
   }
 }
@@ -296,19 +336,23 @@ INSTANTIATE_TEST_SUITE_P(All, Structured, ::testing::Values("activations", "weig
 TEST(PrunePass, ReconstructionIsTheLeastSquaresRefit) {
   torch::manual_seed(14);
   const int64_t d = 48, n = 96;
-  const torch::Tensor X = (torch::randn({1024, n}) + torch::randn({1024, 6}).mm(torch::randn({6, n}))) *
-                          torch::exp(0.5 * torch::randn({n}));
+  const torch::Tensor X =
+      (torch::randn({1024, n}) + torch::randn({1024, 6}).mm(torch::randn({6, n}))) *
+      torch::exp(0.5 * torch::randn({n}));
   const torch::Tensor H = X.t().mm(X);
   const torch::Tensor W = 0.05 * torch::randn({d, n});
   torch::Tensor cols = torch::zeros({n}, torch::kBool);
   cols.narrow(0, 10, 30).fill_(true);
   const torch::Tensor refit = reconstruct_consumer(W, H, cols, 1e-6);
   const torch::Tensor cut = W.masked_fill(cols.unsqueeze(0), 0.0f);
-  auto err = [&](const torch::Tensor& w) { return (X.mm((W - w).t())).pow(2).sum().item<double>(); };
+  auto err = [&](const torch::Tensor& w) {
+    return (X.mm((W - w).t())).pow(2).sum().item<double>();
+  };
   EXPECT_LT(err(refit), 0.7 * err(cut));
   EXPECT_EQ(refit.masked_select(cols.unsqueeze(0).expand({d, n})).abs().max().item<float>(), 0.0f);
   // Any other W'_K is worse: perturbing the refit raises the error.
-  const torch::Tensor other = refit + 1e-3 * torch::randn({d, n}).masked_fill(cols.unsqueeze(0), 0.0f);
+  const torch::Tensor other =
+      refit + 1e-3 * torch::randn({d, n}).masked_fill(cols.unsqueeze(0), 0.0f);
   EXPECT_LT(err(refit), err(other));
   const torch::Tensor diag = torch::diag(torch::exp(torch::randn({n})));
   EXPECT_TRUE(torch::allclose(reconstruct_consumer(W, diag, cols, 1e-6), cut, 0, 1e-7));
@@ -325,15 +369,15 @@ TEST_P(Depth, RemovesTheIdentityBlock) {
   const torch::Tensor ref = logits(m);
   const std::vector<float> blk2_q = m.model.tensors.at(names::blk(2, names::kAttnQ)).data;
   const CalibrationSet cal = random_calibration(96, 6, 32);
-  const PassReport r = run(m, "prune",
-                           std::string("{structured: layers, sparsity: 0.34, layer_metric: ") +
-                               GetParam() + "}",
-                           &cal);
+  const PassReport r = run(
+      m, "prune",
+      std::string("{structured: layers, sparsity: 0.34, layer_metric: ") + GetParam() + "}", &cal);
   EXPECT_EQ(m.model.spec.n_layer(), 2);
   EXPECT_EQ(m.model.tensors.at(names::blk(1, names::kAttnQ)).data, blk2_q);  // renumbered
   EXPECT_LT((logits(m) - ref).abs().max().item<float>(), 1e-5f);
   bool noted = false;
-  for (const std::string& n : r.notes) noted = noted || n.find("removed layers [1]; kept layers [0, 2]") != std::string::npos;
+  for (const std::string& n : r.notes)
+    noted = noted || n.find("removed layers [1]; kept layers [0, 2]") != std::string::npos;
   EXPECT_TRUE(noted);
 }
 
@@ -344,9 +388,11 @@ INSTANTIATE_TEST_SUITE_P(All, Depth, ::testing::Values("cosine", "loss"));
 TEST(PrunePass, ChannelsOfEveryExpert) {
   CompressedModel m = tiny_model(64, 64, 96, 2, false, 11, 4, 2);
   const CalibrationSet cal = random_calibration(96, 6, 32, 9);
-  const PassReport r = run(m, "prune", "{structured: channels, sparsity: 0.25, multiple: 1, moe_min_tokens: 60}", &cal);
+  const PassReport r = run(
+      m, "prune", "{structured: channels, sparsity: 0.25, multiple: 1, moe_min_tokens: 60}", &cal);
   for (const LayerSpec& l : m.model.spec.layers) EXPECT_EQ(l.ffn_dim, 48);
-  EXPECT_EQ(m.model.tensors.at(names::expert(1, 3, names::kFfnDown)).shape, (std::vector<int64_t>{64, 48}));
+  EXPECT_EQ(m.model.tensors.at(names::expert(1, 3, names::kFfnDown)).shape,
+            (std::vector<int64_t>{64, 48}));
   EXPECT_TRUE(torch::isfinite(logits(m)).all().item<bool>());
   // Unstructured Wanda on the same model reports the coverage like the quantize pass does.
   CompressedModel w = tiny_model(64, 64, 96, 2, false, 11, 4, 2);
@@ -384,7 +430,8 @@ class BadOptions : public ::testing::TestWithParam<Bad> {};
 // (before any work), never later.
 TEST_P(BadOptions, NameKeyAndValue) {
   const CompressedModel m = tiny_model(64, 128, 96, 2, true);
-  const std::string e = error_of([&] { (void)pass("prune", GetParam().yaml)->output_spec(m.model.spec); });
+  const std::string e =
+      error_of([&] { (void)pass("prune", GetParam().yaml)->output_spec(m.model.spec); });
   EXPECT_NE(e.find(GetParam().expect), std::string::npos) << e;
   EXPECT_NE(e.find("t.yaml:1"), std::string::npos) << e;
 }
@@ -392,29 +439,40 @@ TEST_P(BadOptions, NameKeyAndValue) {
 INSTANTIATE_TEST_SUITE_P(
     All, BadOptions,
     ::testing::Values(
-        Bad{"sparsity_1", "{method: wanda, sparsity: 1.0}", "key 'sparsity': sparsity must be in [0, 1), got 1"},
+        Bad{"sparsity_1", "{method: wanda, sparsity: 1.0}",
+            "key 'sparsity': sparsity must be in [0, 1), got 1"},
         Bad{"sparsity_negative", "{method: wanda, sparsity: -0.1}", "got -0.1"},
         Bad{"sparsity_missing", "{method: wanda}", "needs sparsity (e.g. 0.5) or pattern"},
-        Bad{"n_ge_m", "{method: wanda, pattern: '4:4'}", "key 'pattern': pattern 4:4 needs 1 <= N < M"},
+        Bad{"n_ge_m", "{method: wanda, pattern: '4:4'}",
+            "key 'pattern': pattern 4:4 needs 1 <= N < M"},
         Bad{"not_nm", "{method: wanda, pattern: '2-4'}", "pattern '2-4' is not N:M"},
         Bad{"m_not_dividing", "{method: wanda, pattern: '2:5'}",
             "M 5 does not divide the 64 columns of blk.0.attn_q.weight"},
-        Bad{"contradiction", "{method: wanda, pattern: '2:4', sparsity: 0.3}", "contradicts pattern 2:4"},
+        Bad{"contradiction", "{method: wanda, pattern: '2:4', sparsity: 0.3}",
+            "contradicts pattern 2:4"},
         Bad{"unknown_method", "{method: random, sparsity: 0.5}", "method 'random' is unknown"},
         Bad{"targets_nothing", "{method: wanda, sparsity: 0.5, targets: [attn_qq]}",
             "targets pattern 'attn_qq' matches no tensor"},
-        Bad{"global_wanda", "{method: wanda, sparsity: 0.5, scope: global}", "scope global applies to method magnitude only"},
-        Bad{"block_size", "{method: sparsegpt, pattern: '2:4', block_size: 126}", "block_size 126 is not a multiple"},
-        Bad{"unknown_structured", "{structured: bricks, sparsity: 0.5}", "structured 'bricks' is unknown"},
-        Bad{"method_with_structured", "{method: wanda, structured: heads, sparsity: 0.5}", "is for unstructured pruning"},
-        Bad{"every_head", "{structured: heads, sparsity: 0.9}", "sparsity 0.9 would remove every unit of blk.0 heads"},
-        Bad{"every_layer", "{structured: layers, sparsity: 0.9}", "would remove every one of the 2 layers"},
+        Bad{"global_wanda", "{method: wanda, sparsity: 0.5, scope: global}",
+            "scope global applies to method magnitude only"},
+        Bad{"block_size", "{method: sparsegpt, pattern: '2:4', block_size: 126}",
+            "block_size 126 is not a multiple"},
+        Bad{"unknown_structured", "{structured: bricks, sparsity: 0.5}",
+            "structured 'bricks' is unknown"},
+        Bad{"method_with_structured", "{method: wanda, structured: heads, sparsity: 0.5}",
+            "is for unstructured pruning"},
+        Bad{"every_head", "{structured: heads, sparsity: 0.9}",
+            "sparsity 0.9 would remove every unit of blk.0 heads"},
+        Bad{"every_layer", "{structured: layers, sparsity: 0.9}",
+            "would remove every one of the 2 layers"},
         Bad{"partial_unit", "{structured: heads, sparsity: 0.5, targets: [attn_q]}",
             "spans blk.0.attn_q.weight and blk.0.attn_k.weight"},
         Bad{"unknown_head_table", "{structured: heads, sparsity: 0.5, targets: [ffn_down]}",
             "targets select blk.0.ffn_down.weight, which belongs to no head unit"},
-        Bad{"head_outside_blocks", "{structured: heads, sparsity: 0.5, targets: [output]}", "targets pattern 'output' matches no tensor"},
-        Bad{"unknown_importance", "{structured: heads, sparsity: 0.5, importance: random}", "importance 'random' is unknown"}),
+        Bad{"head_outside_blocks", "{structured: heads, sparsity: 0.5, targets: [output]}",
+            "targets pattern 'output' matches no tensor"},
+        Bad{"unknown_importance", "{structured: heads, sparsity: 0.5, importance: random}",
+            "importance 'random' is unknown"}),
     [](const ::testing::TestParamInfo<Bad>& i) { return std::string(i.param.name); });
 
 }  // namespace
