@@ -11,24 +11,13 @@
 #include <random>
 
 #include "compress/core/tensor_names.h"
+#include "tests/model/random_tensors.h"
 #include "tests/test_util.h"
 
 namespace slmc {
 namespace {
 
-TensorMap random_tensors(const ModelSpec& s, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0.0f, 0.05f);
-  TensorMap t;
-  for (const TensorDecl& d : expected_tensors(s)) {
-    HostTensor h;
-    h.shape = d.shape;
-    h.data.resize(static_cast<size_t>(shape_numel(d.shape)));
-    for (float& v : h.data) v = d.shape.size() == 1 ? 1.0f + n(rng) : n(rng);
-    t[d.name] = h;
-  }
-  return t;
-}
+using slmc::testing::random_tensors;
 
 CalibrationSet calib(int64_t vocab, int64_t rows, int64_t len) {
   std::mt19937 rng(4);
@@ -83,7 +72,8 @@ TEST(Layerwise, StatsEqualOneFullForward) {
     h = h.defined() ? h + x2.t().mm(x2) : x2.t().mm(x2);
   });
   const torch::Tensor tokens = calibration_tokens(cal, 5);
-  for (int64_t c = 0; c < 5; c += 2) (void)ref.forward(tokens.narrow(0, c, std::min<int64_t>(2, 5 - c)));
+  for (int64_t c = 0; c < 5; c += 2)
+    (void)ref.forward(tokens.narrow(0, c, std::min<int64_t>(2, 5 - c)));
   for (int64_t i = 0; i < 2; ++i)
     for (const LinearGroup& g : linear_groups(s, i)) {
       const GroupStats& st = r.seen.at(str_cat(i, "/", g.name));
@@ -145,8 +135,9 @@ TEST(Layerwise, NonFiniteActivationNamesTheLinearAndExpertsAreCounted) {
   t.at(names::blk(1, names::kFfnNorm)).data[3] = NAN;
   Transformer tf(s, t);
   Recorder r;
-  slmc::testing::expect_error([&] { run_layerwise(tf, calib(50, 2, 8), r, LayerwiseOptions{}); },
-                              {"calib: non-finite activation at the input of blk.1.ffn_gate.weight (layer 1)"});
+  slmc::testing::expect_error(
+      [&] { run_layerwise(tf, calib(50, 2, 8), r, LayerwiseOptions{}); },
+      {"calib: non-finite activation at the input of blk.1.ffn_gate.weight (layer 1)"});
 
   ModelSpec moe = make_uniform_spec(Family::kMixtral, 50, 32, 1, 4, 2, 48, 64);
   moe.layers[0].n_expert = 4;
@@ -168,7 +159,8 @@ TEST(Layerwise, NonFiniteActivationNamesTheLinearAndExpertsAreCounted) {
     routed += it == c.seen.end() ? 0 : it->second.rows;
   }
   EXPECT_EQ(routed, 40);  // top-1 of 4: every token reaches exactly one expert
-  EXPECT_NE(c.note.find("blk.0 calibration tokens per expert (top-1 of 4): ["), std::string::npos) << c.note;
+  EXPECT_NE(c.note.find("blk.0 calibration tokens per expert (top-1 of 4): ["), std::string::npos)
+      << c.note;
 }
 
 }  // namespace

@@ -7,11 +7,12 @@
 
 #include "compress/core/tensor_names.h"
 #include "compress/recipe/pass.h"
+#include "tests/model/random_tensors.h"
 
 namespace slmc::testing {
 
 // A llama (or, with n_expert > 0, a mixtral) of `layers` uniform blocks: 4 query heads, 2 KV
-// heads, N(0, 0.05) matrices and 1 + N(0, 0.05) norms from `seed`.
+// heads, random_tensors() from `seed`.
 inline CompressedModel tiny_model(int64_t d, int64_t ffn, int64_t vocab, int64_t layers, bool tied,
                                   uint32_t seed = 7, int64_t n_expert = 0,
                                   int64_t n_expert_used = 0) {
@@ -26,16 +27,7 @@ inline CompressedModel tiny_model(int64_t d, int64_t ffn, int64_t vocab, int64_t
   CompressedModel m;
   m.model.spec = s;
   m.model.path = "tiny";
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0.0f, 0.05f);
-  for (const TensorDecl& t : expected_tensors(s)) {
-    HostTensor h;
-    h.shape = t.shape;
-    h.data.resize(static_cast<size_t>(shape_numel(t.shape)));
-    const bool norm = t.shape.size() == 1;
-    for (float& v : h.data) v = norm ? 1.0f + n(rng) : n(rng);
-    m.model.tensors[t.name] = h;
-  }
+  m.model.tensors = random_tensors(s, seed);
   return m;
 }
 
