@@ -46,8 +46,7 @@ torch::Tensor mask_per_row(const torch::Tensor& score, double sparsity) {
 
 torch::Tensor mask_nm(const torch::Tensor& score, const NmPattern& p) {
   check_score(score, "mask_nm");
-  SLMC_CHECK(p.m > 0 && p.n >= 0 && p.n < p.m, "N:M pattern ", p.n, ":", p.m,
-             " needs 0 <= N < M");
+  SLMC_CHECK(p.m > 0 && p.n >= 0 && p.n < p.m, "N:M pattern ", p.n, ":", p.m, " needs 0 <= N < M");
   const int64_t rows = score.size(0), cols = score.size(1);
   SLMC_CHECK(cols % p.m == 0, "N:M pattern ", p.n, ":", p.m, ": ", cols,
              " columns are not a multiple of ", p.m);

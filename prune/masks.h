@@ -16,7 +16,9 @@ namespace slmc::prune {
 struct NmPattern {
   int64_t n = 0, m = 0;
   bool any() const { return m > 0; }
-  double sparsity() const { return m > 0 ? 1.0 - static_cast<double>(n) / static_cast<double>(m) : 0.0; }
+  double sparsity() const {
+    return m > 0 ? 1.0 - static_cast<double>(n) / static_cast<double>(m) : 0.0;
+  }
 };
 
 // The number of weights out of `total` a sparsity prunes: floor(total * sparsity), computed so

@@ -37,12 +37,14 @@ double rel_output_error(const torch::Tensor& W, const torch::Tensor& Q, const to
 
 class PrunePass : public Pass {
  public:
-  PrunePass(PruneOptions o, OptionOrigins origins) : o_(std::move(o)), origins_(std::move(origins)) {
+  PrunePass(PruneOptions o, OptionOrigins origins)
+      : o_(std::move(o)), origins_(std::move(origins)) {
     const bool structured = !o_.structured.empty();
     if (structured) {
-      SLMC_CHECK(o_.structured == "heads" || o_.structured == "channels" || o_.structured == "layers",
-                 at("structured"), ": structured '", o_.structured,
-                 "' is unknown (heads, channels, layers)");
+      SLMC_CHECK(
+          o_.structured == "heads" || o_.structured == "channels" || o_.structured == "layers",
+          at("structured"), ": structured '", o_.structured,
+          "' is unknown (heads, channels, layers)");
       SLMC_CHECK(o_.method.empty(), at("method"), ": method '", o_.method,
                  "' is for unstructured pruning; structured ", o_.structured,
                  " chooses units by importance (leave method out)");
@@ -61,9 +63,9 @@ class PrunePass : public Pass {
       if (!o_.pattern.empty()) {
         parse_pattern();
         if (o_.sparsity != -1)
-          SLMC_CHECK(std::fabs(o_.sparsity - nm_.sparsity()) < 1e-9, at("sparsity"),
-                     ": sparsity ", o_.sparsity, " contradicts pattern ", o_.pattern, " (",
-                     nm_.sparsity(), "); leave one out");
+          SLMC_CHECK(std::fabs(o_.sparsity - nm_.sparsity()) < 1e-9, at("sparsity"), ": sparsity ",
+                     o_.sparsity, " contradicts pattern ", o_.pattern, " (", nm_.sparsity(),
+                     "); leave one out");
       } else {
         SLMC_CHECK(o_.sparsity != -1, at("sparsity"), ": method ", o_.method,
                    " needs sparsity (e.g. 0.5) or pattern (e.g. 2:4)");
@@ -204,8 +206,8 @@ std::vector<std::pair<UnitSet, int64_t>> PrunePass::unit_plan(const ModelSpec& s
         (sel.selected(s.tensor) ? in : out_of).push_back(s.tensor);
       }
       if (in.empty()) continue;
-      SLMC_CHECK(out_of.empty(), at("targets"), ": structured ", o_.structured, " of ",
-                 set.name(), " spans ", in.front(), " and ", out_of.front(),
+      SLMC_CHECK(out_of.empty(), at("targets"), ": structured ", o_.structured, " of ", set.name(),
+                 " spans ", in.front(), " and ", out_of.front(),
                  ", but targets/ignore select only the first; select every tensor of the unit");
       for (const std::string& t : in) covered.insert(t);
       const int64_t kept = kept_units(set, o_.sparsity, o_.multiple, at("sparsity"));
@@ -243,8 +245,10 @@ std::pair<std::vector<int64_t>, int64_t> PrunePass::layer_plan(const ModelSpec& 
     for (const std::string& n : candidates)
       if (n.compare(0, prefix.size(), prefix) == 0) {
         ++all;
-        if (sel.selected(n)) ++in;
-        else if (missing.empty()) missing = n;
+        if (sel.selected(n))
+          ++in;
+        else if (missing.empty())
+          missing = n;
       }
     if (in == 0) continue;
     SLMC_CHECK(in == all, at("targets"), ": structured layers: targets select part of blk.", i,
@@ -253,7 +257,8 @@ std::pair<std::vector<int64_t>, int64_t> PrunePass::layer_plan(const ModelSpec& 
   }
   const int64_t n_remove = removed_units(spec.n_layer(), o_.sparsity);
   SLMC_CHECK(n_remove < spec.n_layer(), at("sparsity"), ": sparsity ", o_.sparsity,
-             " would remove every one of the ", spec.n_layer(), " layers; a model keeps at least one");
+             " would remove every one of the ", spec.n_layer(),
+             " layers; a model keeps at least one");
   SLMC_CHECK(n_remove <= static_cast<int64_t>(layers.size()), at("sparsity"), ": sparsity ",
              o_.sparsity, " removes ", n_remove, " of ", spec.n_layer(),
              " layers, but targets select only ", layers.size());
@@ -266,7 +271,8 @@ std::pair<std::vector<int64_t>, int64_t> PrunePass::layer_plan(const ModelSpec& 
   for (int64_t i : layers)
     SLMC_CHECK(layer_json(i) == layer_json(layers.front()), at("structured"),
                ": structured layers needs blocks alike (blk.", i, " differs from blk.",
-               layers.front(), " in heads, widths, window or RoPE), so that which ones go does "
+               layers.front(),
+               " in heads, widths, window or RoPE), so that which ones go does "
                "not change the model's shape; select alike blocks with targets");
   return {layers, n_remove};
 }
@@ -337,7 +343,10 @@ class CalibratedMethod : public LayerwiseMethod {
                                    Transformer& tf)>;
   CalibratedMethod(std::set<std::string> targets, bool hessian, int64_t min_rows,
                    std::vector<std::string>& notes, Prune prune)
-      : targets_(std::move(targets)), hessian_(hessian), min_rows_(min_rows), notes_(notes),
+      : targets_(std::move(targets)),
+        hessian_(hessian),
+        min_rows_(min_rows),
+        notes_(notes),
         prune_(std::move(prune)) {}
 
   std::optional<GroupRequest> request(int64_t layer, const LinearGroup& g) const override {
@@ -353,8 +362,8 @@ class CalibratedMethod : public LayerwiseMethod {
   }
 
   void compress(const LayerStage& stage, StageStats& stats, Transformer& tf) override {
-    const std::string note = expert_coverage_note(
-        tf.spec(), stage, stats, min_rows_, "below moe_min_tokens, pruned by magnitude: ");
+    const std::string note = expert_coverage_note(tf.spec(), stage, stats, min_rows_,
+                                                  "below moe_min_tokens, pruned by magnitude: ");
     if (!note.empty()) notes_.push_back(note);
     for (const LinearGroup& g : stage.groups) {
       auto st = stats.find(g.name);
@@ -426,7 +435,8 @@ void PrunePass::run_calibrated(CompressedModel& m, const CalibrationSet& cal,
   const LayerwiseTimes t = run_layerwise(tf, cal, method, lo);
   rep.notes.push_back(str_cat("time: ", t.collect, " s forwards collecting ",
                               sparsegpt ? "H" : "input norms", ", ", method_seconds, " s ",
-                              o_.method, ", ", t.propagate, " s forwards through the pruned layers"));
+                              o_.method, ", ", t.propagate,
+                              " s forwards through the pruned layers"));
   for (const std::string& n : names)
     SLMC_CHECK(m.masks.count(n), "prune: ", n, " was a target but was not pruned");
 }
@@ -478,8 +488,9 @@ void PrunePass::run_units(CompressedModel& m, const PassContext& ctx, PassReport
                     std::map<std::string, torch::Tensor>& params) {
     const std::string& consumer = set.consumer().tensor;
     const bool calibrated = s != nullptr && s->rows >= (set.expert >= 0 ? min_rows : 1);
-    const torch::Tensor imp = calibrated ? importance_from_activations(set, params.at(consumer), s->H)
-                                         : importance_from_weights(set, params);
+    const torch::Tensor imp = calibrated
+                                  ? importance_from_activations(set, params.at(consumer), s->H)
+                                  : importance_from_weights(set, params);
     const std::vector<int64_t> gone = least_important(imp, set.count - kept);
     removed[set.name()] = gone;
     const torch::Tensor cols = removed_columns(set, gone);
@@ -492,8 +503,9 @@ void PrunePass::run_units(CompressedModel& m, const PassContext& ctx, PassReport
     for (int64_t u : gone) list += str_cat(list.empty() ? "" : ", ", u);
     rep.notes.push_back(str_cat(set.name(), ": kept ", kept, " of ", set.count, ", removed [", list,
                                 "] by ", calibrated ? "activations" : "weights",
-                                refit ? ", consumer refit"
-                                      : calibrated && o_.reconstruct ? ", no refit (sparse consumer)" : "",
+                                refit                          ? ", consumer refit"
+                                : calibrated && o_.reconstruct ? ", no refit (sparse consumer)"
+                                                               : "",
                                 s != nullptr && !calibrated
                                     ? str_cat(" (expert routed ", s->rows, " calibration tokens)")
                                     : std::string()));
@@ -528,7 +540,8 @@ void PrunePass::run_units(CompressedModel& m, const PassContext& ctx, PassReport
   }
   std::map<std::string, std::vector<int64_t>> before_shapes;
   for (const auto& [set, kept] : plan)
-    for (const UnitSlice& s : set.slices) before_shapes[s.tensor] = m.model.tensors.at(s.tensor).shape;
+    for (const UnitSlice& s : set.slices)
+      before_shapes[s.tensor] = m.model.tensors.at(s.tensor).shape;
   ModelSpec out = before;
   for (const auto& [set, kept] : plan) {
     remove_units(m.model.tensors, m.masks, set, removed.at(set.name()));
@@ -569,8 +582,10 @@ void PrunePass::run_layers(CompressedModel& m, const CalibrationSet& cal, PassRe
     const bool out = std::binary_search(removed.begin(), removed.end(), i);
     (out ? gone : kept) += str_cat((out ? gone : kept).empty() ? "" : ", ", i);
   }
-  rep.notes.push_back(str_cat("block ", o_.layer_metric == "cosine" ? "influence (1 - cos)" : "loss effect (NLL without it - NLL)",
-                              " on the calibration data: ", scores));
+  rep.notes.push_back(str_cat(
+      "block ",
+      o_.layer_metric == "cosine" ? "influence (1 - cos)" : "loss effect (NLL without it - NLL)",
+      " on the calibration data: ", scores));
   rep.notes.push_back(str_cat("removed layers [", gone, "]; kept layers [", kept,
                               "] (renumbered from 0 in that order)"));
   const int64_t L = m.model.spec.n_layer();
@@ -607,13 +622,16 @@ PassReport PrunePass::run(CompressedModel& m, PassContext& ctx) {
   rep.options = resolved_options();
   (void)output_spec(m.model.spec);
   if (needs_calibration())
-    (void)require_calibration(ctx, m.model.spec, at(o_.structured.empty() ? "method" : "structured"),
-                              what());
+    (void)require_calibration(ctx, m.model.spec,
+                              at(o_.structured.empty() ? "method" : "structured"), what());
   if (o_.structured.empty()) {
     for (const std::string& n : targets(m.model.spec))
-      SLMC_CHECK(!m.packed.count(n), at("method"), ": ", n, " is already quantized; prune before quantize");
-    if (o_.method == "magnitude") run_magnitude(m, rep);
-    else run_calibrated(m, *ctx.calibration, rep);
+      SLMC_CHECK(!m.packed.count(n), at("method"), ": ", n,
+                 " is already quantized; prune before quantize");
+    if (o_.method == "magnitude")
+      run_magnitude(m, rep);
+    else
+      run_calibrated(m, *ctx.calibration, rep);
   } else if (o_.structured == "layers") {
     for (const auto& kv : m.packed)
       SLMC_CHECK(kv.first.rfind("blk.", 0) != 0, at("structured"), ": ", kv.first,
@@ -635,8 +653,9 @@ std::unique_ptr<Pass> make_prune_pass(PruneOptions o, OptionOrigins origins) {
 
 void register_prune_pass() {
   register_options_pass<PruneOptions>(
-      "prune", "pruning: magnitude, wanda, sparsegpt (unstructured, N:M); structured heads, "
-               "channels, layers",
+      "prune",
+      "pruning: magnitude, wanda, sparsegpt (unstructured, N:M); structured heads, "
+      "channels, layers",
       [](PruneOptions o, OptionOrigins origins) {
         return make_prune_pass(std::move(o), std::move(origins));
       });

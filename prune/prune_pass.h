@@ -13,17 +13,17 @@
 namespace slmc::prune {
 
 struct PruneOptions {
-  std::string method;            // magnitude | wanda | sparsegpt (unstructured or N:M)
-  double sparsity = -1;          // [0, 1): share of weights (or units, or blocks) removed
-  std::string pattern;           // "N:M": at most N kept weights in every M consecutive of a row
-  std::string scope = "layer";   // magnitude: a threshold per tensor, or one over all targets
-  std::string structured;        // heads | channels | layers: remove whole units instead
+  std::string method;           // magnitude | wanda | sparsegpt (unstructured or N:M)
+  double sparsity = -1;         // [0, 1): share of weights (or units, or blocks) removed
+  std::string pattern;          // "N:M": at most N kept weights in every M consecutive of a row
+  std::string scope = "layer";  // magnitude: a threshold per tensor, or one over all targets
+  std::string structured;       // heads | channels | layers: remove whole units instead
   std::string importance = "activations";  // heads/channels: activations | weights
-  bool reconstruct = true;       // heads/channels from activations: least-squares refit of the
-                                 // consumer (attn_output, ffn_down) on the kept units
-  int64_t multiple = 32;         // channels: kept channels rounded to a multiple (q4_0 blocks)
+  bool reconstruct = true;  // heads/channels from activations: least-squares refit of the
+                            // consumer (attn_output, ffn_down) on the kept units
+  int64_t multiple = 32;    // channels: kept channels rounded to a multiple (q4_0 blocks)
   std::string layer_metric = "cosine";  // layers: cosine (block influence) | loss
-  PatternList targets;           // empty = every linear of every block
+  PatternList targets;                  // empty = every linear of every block
   PatternList ignore;
   int64_t calib_batch = 4;       // calibration sequences per forward chunk
   int64_t moe_min_tokens = 128;  // experts routed fewer tokens fall back to magnitude/weights

@@ -39,7 +39,8 @@ SparseGptResult sparsegpt_prune(const torch::Tensor& W, const torch::Tensor& H,
   SLMC_CHECK(torch::isfinite(h).all().item<bool>(), "sparsegpt: H contains NaN or Inf");
   // Inputs never active: H_ii = 1 decouples them (they neither receive nor spread error).
   h.diagonal().masked_fill_(h.diagonal() == 0, 1.0);
-  const torch::Tensor hinv_t = factor_damped(h, o.damp, "sparsegpt", inverse_cholesky_upper).contiguous();
+  const torch::Tensor hinv_t =
+      factor_damped(h, o.damp, "sparsegpt", inverse_cholesky_upper).contiguous();
   const float* hinv = hinv_t.data_ptr<float>();
   std::vector<float> hdiag2(static_cast<size_t>(cols));  // [H^-1]_jj^2, the score's divisor
   for (int64_t j = 0; j < cols; ++j) {
@@ -56,8 +57,7 @@ SparseGptResult sparsegpt_prune(const torch::Tensor& W, const torch::Tensor& H,
     if (!nm) {
       // The block's mask from its current weights: the lowest w^2 / [H^-1]_jj^2 over all rows.
       const torch::Tensor block = w.narrow(1, i1, count);
-      const torch::Tensor div =
-          torch::from_blob(hdiag2.data() + i1, {1, count}, torch::kFloat32);
+      const torch::Tensor div = torch::from_blob(hdiag2.data() + i1, {1, count}, torch::kFloat32);
       const torch::Tensor score = block * block / div;
       mask.narrow(1, i1, count).copy_(mask_per_tensor(score, o.sparsity));
     }
@@ -76,7 +76,8 @@ SparseGptResult sparsegpt_prune(const torch::Tensor& W, const torch::Tensor& H,
           if (nm && i % o.pattern.m == 0) {
             // This group's mask from the row's current weights: its m - n lowest scores.
             for (int64_t j = 0; j < o.pattern.m; ++j)
-              score[static_cast<size_t>(j)] = wr[i + j] * wr[i + j] / hdiag2[static_cast<size_t>(i + j)];
+              score[static_cast<size_t>(j)] =
+                  wr[i + j] * wr[i + j] / hdiag2[static_cast<size_t>(i + j)];
             std::iota(order.begin(), order.end(), 0);
             std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
               return score[static_cast<size_t>(a)] < score[static_cast<size_t>(b)];

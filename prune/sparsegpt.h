@@ -14,10 +14,10 @@
 namespace slmc::prune {
 
 struct SparseGptOptions {
-  double sparsity = 0.5;      // unstructured: share of each block's weights pruned
-  NmPattern pattern;          // N:M instead (sparsity ignored)
-  int64_t block_size = 128;   // columns per lazy batch and per mask-selection block
-  double damp = 0.01;         // share of mean diag(H) added to the diagonal (percdamp)
+  double sparsity = 0.5;     // unstructured: share of each block's weights pruned
+  NmPattern pattern;         // N:M instead (sparsity ignored)
+  int64_t block_size = 128;  // columns per lazy batch and per mask-selection block
+  double damp = 0.01;        // share of mean diag(H) added to the diagonal (percdamp)
 };
 
 struct SparseGptResult {

@@ -23,7 +23,8 @@ bool ends_with(const std::string& s, const char* suffix) {
 }
 
 // Indices along an axis of extent units * width that survive removing `removed` units.
-std::vector<int64_t> kept_indices(int64_t units, int64_t width, const std::vector<int64_t>& removed) {
+std::vector<int64_t> kept_indices(int64_t units, int64_t width,
+                                  const std::vector<int64_t>& removed) {
   std::vector<char> gone(static_cast<size_t>(units), 0);
   for (int64_t u : removed) gone[static_cast<size_t>(u)] = 1;
   std::vector<int64_t> keep;
@@ -55,7 +56,8 @@ int64_t removed_units(int64_t count, double sparsity) {
   return static_cast<int64_t>(std::floor(static_cast<double>(count) * sparsity + 0.5));
 }
 
-int64_t kept_units(const UnitSet& set, double sparsity, int64_t multiple, const std::string& where) {
+int64_t kept_units(const UnitSet& set, double sparsity, int64_t multiple,
+                   const std::string& where) {
   SLMC_CHECK(multiple >= 1, where, ": multiple must be >= 1, got ", multiple);
   int64_t kept = set.count - removed_units(set.count, sparsity);
   if (set.kind == UnitKind::kChannels && multiple > 1 && set.count >= multiple) {
@@ -64,9 +66,8 @@ int64_t kept_units(const UnitSet& set, double sparsity, int64_t multiple, const 
     kept = std::max(kept, multiple);
     kept = std::min(kept, set.count);
   }
-  SLMC_CHECK(kept >= 1, where, ": sparsity ", sparsity, " would remove every unit of ",
-             set.name(), " (", set.count, " ",
-             set.kind == UnitKind::kHeads ? "KV head groups" : "channels",
+  SLMC_CHECK(kept >= 1, where, ": sparsity ", sparsity, " would remove every unit of ", set.name(),
+             " (", set.count, " ", set.kind == UnitKind::kHeads ? "KV head groups" : "channels",
              "); a layer must keep at least one");
   return kept;
 }
@@ -151,13 +152,14 @@ torch::Tensor reconstruct_consumer(const torch::Tensor& W, const torch::Tensor& 
   h.diagonal().masked_fill_(h.diagonal() == 0, 1.0);
   const torch::Tensor hkk = h.index_select(0, K).index_select(1, K);
   const torch::Tensor hkr = h.index_select(0, K).index_select(1, R);
-  const torch::Tensor L = factor_damped(hkk, damp, "structured reconstruction", [](const torch::Tensor& a) {
-    auto [l, info] = torch::linalg_cholesky_ex(a);
-    return info.item<int64_t>() == 0 ? l : torch::Tensor();
-  });
-  const torch::Tensor wr = W.to(torch::kFloat64).index_select(1, R);           // (d, |R|)
-  const torch::Tensor z = torch::cholesky_solve(hkr.matmul(wr.t()), L);        // (|K|, d)
-  const torch::Tensor wk = W.to(torch::kFloat64).index_select(1, K) + z.t();   // (d, |K|)
+  const torch::Tensor L =
+      factor_damped(hkk, damp, "structured reconstruction", [](const torch::Tensor& a) {
+        auto [l, info] = torch::linalg_cholesky_ex(a);
+        return info.item<int64_t>() == 0 ? l : torch::Tensor();
+      });
+  const torch::Tensor wr = W.to(torch::kFloat64).index_select(1, R);          // (d, |R|)
+  const torch::Tensor z = torch::cholesky_solve(hkr.matmul(wr.t()), L);       // (|K|, d)
+  const torch::Tensor wk = W.to(torch::kFloat64).index_select(1, K) + z.t();  // (d, |K|)
   SLMC_CHECK(torch::isfinite(wk).all().item<bool>(), "structured reconstruction: not finite");
   out.index_copy_(1, K, wk.to(torch::kFloat32));
   return out;
@@ -170,8 +172,8 @@ void remove_units(TensorMap& tensors, std::map<std::string, SparsityMask>& masks
     HostTensor& t = tensors.at(s.tensor);
     const std::vector<int64_t> keep = kept_indices(set.count, s.width, removed);
     const int64_t rows = t.shape[0], cols = t.shape.size() == 2 ? t.shape[1] : 1;
-    SLMC_CHECK((s.axis == 0 ? rows : cols) == set.count * s.width, s.tensor, " ",
-               t.shape_str(), " does not hold ", set.count, " units of ", s.width);
+    SLMC_CHECK((s.axis == 0 ? rows : cols) == set.count * s.width, s.tensor, " ", t.shape_str(),
+               " does not hold ", set.count, " units of ", s.width);
     t.data = take(t.data, rows, cols, s.axis, keep);
     t.shape[static_cast<size_t>(s.axis)] = static_cast<int64_t>(keep.size());
     auto m = masks.find(s.tensor);
@@ -196,7 +198,8 @@ std::vector<double> block_importance(const Transformer& tf, const CalibrationSet
     Progress bar("block influence", L, "layer");
     torch::Tensor X = torch::empty({N, tokens.size(1), spec.d_model}, torch::kFloat32);
     for (int64_t c = 0; c < N; c += batch)
-      X.narrow(0, c, std::min(batch, N - c)).copy_(tf.embed(tokens.narrow(0, c, std::min(batch, N - c))));
+      X.narrow(0, c, std::min(batch, N - c))
+          .copy_(tf.embed(tokens.narrow(0, c, std::min(batch, N - c))));
     for (int64_t i = 0; i < L; ++i) {
       double cos_sum = 0;
       int64_t n = 0;
@@ -204,9 +207,10 @@ std::vector<double> block_importance(const Transformer& tf, const CalibrationSet
         const int64_t b = std::min(batch, N - c);
         const torch::Tensor in = X.narrow(0, c, b);
         const torch::Tensor y = tf.layer(i, in);
-        cos_sum += torch::cosine_similarity(in.to(torch::kFloat64), y.to(torch::kFloat64), -1, 1e-12)
-                       .sum()
-                       .item<double>();
+        cos_sum +=
+            torch::cosine_similarity(in.to(torch::kFloat64), y.to(torch::kFloat64), -1, 1e-12)
+                .sum()
+                .item<double>();
         n += b * in.size(1);
         in.copy_(y);
       }

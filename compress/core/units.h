@@ -28,8 +28,8 @@ bool unit_kind_from_name(const std::string& name, UnitKind* out);
 
 // One tensor's share of every unit: unit u covers [u * width, (u + 1) * width) along `axis`.
 struct UnitSlice {
-  std::string tensor;     // canonical name
-  int axis = 0;           // 0: rows (and 1-D biases), 1: columns
+  std::string tensor;  // canonical name
+  int axis = 0;        // 0: rows (and 1-D biases), 1: columns
   int64_t width = 1;
   bool consumer = false;  // the linear the units' outputs leave through (attn_output, ffn_down)
 };
@@ -37,11 +37,11 @@ struct UnitSlice {
 struct UnitSet {
   UnitKind kind = UnitKind::kHeads;
   int64_t layer = 0;
-  int64_t expert = -1;             // MoE expert, -1 for dense
-  int64_t count = 0;               // units: n_kv_head or ffn_dim
-  std::vector<UnitSlice> slices;   // every tensor the units span, producers first
+  int64_t expert = -1;            // MoE expert, -1 for dense
+  int64_t count = 0;              // units: n_kv_head or ffn_dim
+  std::vector<UnitSlice> slices;  // every tensor the units span, producers first
 
-  const UnitSlice& consumer() const;            // the one consumer slice
+  const UnitSlice& consumer() const;                       // the one consumer slice
   const UnitSlice* find(const std::string& tensor) const;  // nullptr if not spanned
   std::string name() const;  // "blk.3 heads", "blk.3 expert.1 channels"
 };

@@ -31,7 +31,7 @@ Comparison compare_models(const LogitsSource& reference, const std::vector<Logit
   int64_t done = 0;
   double ref_seconds = 0;
   std::vector<double> seconds(models.size(), 0.0);  // each source's own time
-  std::vector<float> ref_logits;  // the chunk's reference rows, in window order
+  std::vector<float> ref_logits;                    // the chunk's reference rows, in window order
   std::vector<int32_t> ref_targets;
   for (size_t w0 = 0; w0 < windows.size(); w0 += static_cast<size_t>(chunk)) {
     const size_t w1 = std::min(windows.size(), w0 + static_cast<size_t>(chunk));
@@ -40,20 +40,20 @@ Comparison compare_models(const LogitsSource& reference, const std::vector<Logit
     ref_logits.clear();
     ref_targets.clear();
     {
-    const ScopedSeconds timer{ref_seconds};
-    reference(part, [&](const float* logits, const int32_t* targets, int64_t n) {
-      ref_acc.add(logits, targets, n, nullptr);
-      ref_logits.insert(ref_logits.end(), logits, logits + n * vocab);
-      ref_targets.insert(ref_targets.end(), targets, targets + n);
-      bar.update(done += n);
-    });
+      const ScopedSeconds timer{ref_seconds};
+      reference(part, [&](const float* logits, const int32_t* targets, int64_t n) {
+        ref_acc.add(logits, targets, n, nullptr);
+        ref_logits.insert(ref_logits.end(), logits, logits + n * vocab);
+        ref_targets.insert(ref_targets.end(), targets, targets + n);
+        bar.update(done += n);
+      });
     }
     for (size_t k = 0; k < models.size(); ++k) {
       size_t at = 0;  // position within the chunk
       const ScopedSeconds timer{seconds[k]};
       models[k](part, [&](const float* logits, const int32_t* targets, int64_t n) {
-        SLMC_CHECK(at + static_cast<size_t>(n) <= ref_targets.size(),
-                   "compare: model ", k, " yields more positions than the reference");
+        SLMC_CHECK(at + static_cast<size_t>(n) <= ref_targets.size(), "compare: model ", k,
+                   " yields more positions than the reference");
         for (int64_t t = 0; t < n; ++t)
           SLMC_CHECK(ref_targets[at + static_cast<size_t>(t)] == targets[t], "compare: model ", k,
                      " has target ", targets[t], " where the reference has ",

@@ -13,8 +13,8 @@
 namespace slmc {
 
 struct Comparison {
-  EvalResult reference;             // perplexity of the reference (has_ref false)
-  std::vector<EvalResult> models;   // one per model, has_ref true (KL, p99, top-1 vs reference)
+  EvalResult reference;            // perplexity of the reference (has_ref false)
+  std::vector<EvalResult> models;  // one per model, has_ref true (KL, p99, top-1 vs reference)
 };
 
 // Runs `reference` and then each of `models` over `windows` chunk by chunk; a chunk holds as many

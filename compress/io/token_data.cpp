@@ -77,8 +77,9 @@ CalibrationSet load_calibration(const std::string& path, const Tokenizer* tok,
   const int64_t per = seq_len - 1;  // each row is BOS + per tokens
   const int64_t n_windows = static_cast<int64_t>(stream.size()) / per;
   SLMC_CHECK(n_windows >= samples, path, ": calibration data too short: ", stream.size(),
-             " tokens make ", n_windows, " windows of ", per, " tokens (+ BOS), but samples = ",
-             samples, "; give more data or lower samples / seq_len");
+             " tokens make ", n_windows, " windows of ", per,
+             " tokens (+ BOS), but samples = ", samples,
+             "; give more data or lower samples / seq_len");
   std::vector<int64_t> idx(static_cast<size_t>(n_windows));
   std::iota(idx.begin(), idx.end(), 0);
   std::mt19937_64 rng(seed);

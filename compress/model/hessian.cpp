@@ -35,8 +35,10 @@ Tensor inverse_cholesky_upper(const Tensor& h) {
   for (int64_t j0 = 0; j0 < n; j0 += step) {
     const int64_t j1 = std::min(n, j0 + step);
     const Tensor rhs = torch::eye(j1, R.options()).narrow(1, j0, j1 - j0);
-    U.narrow(1, j0, j1 - j0).narrow(0, 0, j1).copy_(torch::linalg_solve_triangular(
-        R.narrow(0, 0, j1).narrow(1, 0, j1), rhs, /*upper=*/true));
+    U.narrow(1, j0, j1 - j0)
+        .narrow(0, 0, j1)
+        .copy_(torch::linalg_solve_triangular(R.narrow(0, 0, j1).narrow(1, 0, j1), rhs,
+                                              /*upper=*/true));
   }
   if (!torch::isfinite(U).all().item<bool>()) return Tensor();
   return U;

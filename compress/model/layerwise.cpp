@@ -115,7 +115,8 @@ LayerwiseTimes run_layerwise(Transformer& tf, const CalibrationSet& cal, Layerwi
     std::set<std::string> seen;  // groups done for the current chunk (q, k, v share an input)
     std::map<std::string, torch::Tensor> fp_in;  // the chunk's inputs on the second stream
     bool fp_pass = false;
-    tf.set_linear_hook([&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
+    tf.set_linear_hook([&](const std::string& name, const torch::Tensor& input,
+                           const torch::Tensor&) {
       auto g = group_of.find(name);
       if (g == group_of.end() || seen.count(g->second)) return;
       seen.insert(g->second);

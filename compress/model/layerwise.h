@@ -34,9 +34,9 @@ struct GroupRequest {
 };
 
 struct GroupStats {
-  torch::Tensor H;       // (cols, cols) fp32
-  torch::Tensor D;       // (cols, cols) fp32, pair
-  torch::Tensor col_sq;  // (cols) fp32
+  torch::Tensor H;                     // (cols, cols) fp32
+  torch::Tensor D;                     // (cols, cols) fp32, pair
+  torch::Tensor col_sq;                // (cols) fp32
   std::vector<torch::Tensor> samples;  // (rows_c, cols) per chunk
   int64_t rows = 0;  // calibration tokens seen (an expert's group: only those routed to it)
 };
@@ -64,14 +64,14 @@ class LayerwiseMethod {
 };
 
 struct LayerwiseOptions {
-  int64_t batch = 4;           // calibration sequences per forward chunk
+  int64_t batch = 4;  // calibration sequences per forward chunk
   // One stage per dataflow order of the block (attn_in, attn_out, ffn_in, ffn_out), each
   // collected through the already-compressed groups before it (GPTQ's true-sequential).
   bool sequential = false;
   // Run the uncompressed model's stream beside the compressed one (for `pair` requests): each
   // block's weights as they were before its compression are swapped in whenever it runs.
   bool second_stream = false;
-  bool head = true;            // calibrate the output head after the blocks
+  bool head = true;                 // calibrate the output head after the blocks
   std::string label = "calibrate";  // progress bar
 };
 

@@ -53,10 +53,12 @@ TEST_P(CliPruneRecipes, RunsOnStories260K) {
   const auto& pass = j["passes"][0];
   if (GetParam().structured) {
     EXPECT_LT(j["params_compressed"].get<int64_t>(), j["params_original"].get<int64_t>());
-    EXPECT_LT(j["eval"]["compressed"]["bytes"].get<double>(), j["eval"]["original"]["bytes"].get<double>());
+    EXPECT_LT(j["eval"]["compressed"]["bytes"].get<double>(),
+              j["eval"]["original"]["bytes"].get<double>());
   } else {
     EXPECT_DOUBLE_EQ(pass["sparsity"].get<double>(), 0.5);
-    for (const auto& t : pass["tensors"]) EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(), 0.5) << t["name"];
+    for (const auto& t : pass["tensors"])
+      EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(), 0.5) << t["name"];
     EXPECT_GT(pass["model_sparsity"].get<double>(), 0.4);
   }
 }
@@ -101,11 +103,11 @@ TEST(CliPrune, PrunedThenQuantizedKeepsTheZeroPattern) {
   const std::string out = d.file("pq.slm");
   // recipes/wanda-2of4-int8.yaml with this test's data.
   const std::string recipe = d.file("r.yaml");
-  std::ofstream(recipe) << "version: 1\nmodel: " << kStories << "\ndata:\n  calibration: {path: "
-                        << kSample << ", samples: 7, seq_len: 256}\n  eval: {path: " << kSample
-                        << ", seq_len: 512}\nstages:\n  - prune: {method: wanda, pattern: \"2:4\"}\n"
-                        << "  - quantize: {method: rtn, bits: 8}\nexport: [{format: slm, path: "
-                        << out << "}]\n";
+  std::ofstream(recipe)
+      << "version: 1\nmodel: " << kStories << "\ndata:\n  calibration: {path: " << kSample
+      << ", samples: 7, seq_len: 256}\n  eval: {path: " << kSample
+      << ", seq_len: 512}\nstages:\n  - prune: {method: wanda, pattern: \"2:4\"}\n"
+      << "  - quantize: {method: rtn, bits: 8}\nexport: [{format: slm, path: " << out << "}]\n";
   const Result r = slmc("run " + q(recipe) + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json jr = nlohmann::json::parse(r.out);
@@ -132,13 +134,13 @@ TEST(CliPrune, PrunedThenQuantizedKeepsTheZeroPattern) {
 TEST(CliPrune, RuntimeRunsDifferentWidthsPerLayer) {
   TempDir d;
   const std::string recipe = d.file("r.yaml");
-  std::ofstream(recipe) << "version: 1\nmodel: " << kStories << "\ndata:\n  calibration: {path: "
-                        << kSample << ", samples: 7, seq_len: 256}\n  eval: {path: " << kSample
-                        << ", seq_len: 512}\nstages:\n"
-                        << "  - prune: {structured: heads, sparsity: 0.5, targets: [\"re:blk\\\\.0\\\\..*\"]}\n"
-                        << "  - prune: {structured: channels, sparsity: 0.25, targets: [\"re:blk\\\\.1\\\\..*\"]}\n"
-                        << "  - quantize: {method: rtn, bits: 8}\n"
-                        << "export: [{format: slm, path: " << d.file("w.slm") << "}]\n";
+  std::ofstream(recipe)
+      << "version: 1\nmodel: " << kStories << "\ndata:\n  calibration: {path: " << kSample
+      << ", samples: 7, seq_len: 256}\n  eval: {path: " << kSample << ", seq_len: 512}\nstages:\n"
+      << "  - prune: {structured: heads, sparsity: 0.5, targets: [\"re:blk\\\\.0\\\\..*\"]}\n"
+      << "  - prune: {structured: channels, sparsity: 0.25, targets: [\"re:blk\\\\.1\\\\..*\"]}\n"
+      << "  - quantize: {method: rtn, bits: 8}\n"
+      << "export: [{format: slm, path: " << d.file("w.slm") << "}]\n";
   const Result r = slmc("run " + q(recipe) + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
@@ -164,8 +166,8 @@ class CliPruneBad : public ::testing::TestWithParam<BadCase> {};
 // Bad input exits 2 with one line naming the key and the value, before anything is written.
 TEST_P(CliPruneBad, ExitsTwoNamingKeyAndValue) {
   TempDir d;
-  const Result r = slmc("prune --model " + q(kStories) + (GetParam().calib ? kCalib : "") + " " + GetParam().args + " -o " +
-                        q(d.file("o.slm")));
+  const Result r = slmc("prune --model " + q(kStories) + (GetParam().calib ? kCalib : "") + " " +
+                        GetParam().args + " -o " + q(d.file("o.slm")));
   expect_input_error(r, GetParam().expect);
   EXPECT_FALSE(fs::exists(d.file("o.slm")));
 }
@@ -173,12 +175,16 @@ TEST_P(CliPruneBad, ExitsTwoNamingKeyAndValue) {
 INSTANTIATE_TEST_SUITE_P(
     All, CliPruneBad,
     ::testing::Values(
-        BadCase{"Sparsity15", "--method wanda --sparsity 1.5", "--sparsity: sparsity must be in [0, 1), got 1.5"},
-        BadCase{"NGreaterM", "--method wanda --pattern 4:2", "--pattern: pattern 4:2 needs 1 <= N < M"},
+        BadCase{"Sparsity15", "--method wanda --sparsity 1.5",
+                "--sparsity: sparsity must be in [0, 1), got 1.5"},
+        BadCase{"NGreaterM", "--method wanda --pattern 4:2",
+                "--pattern: pattern 4:2 needs 1 <= N < M"},
         BadCase{"MNotDividing", "--method wanda --pattern 2:3",
                 "M 3 does not divide the 64 columns of blk.0.attn_q.weight"},
-        BadCase{"EveryHead", "--structured heads --sparsity 0.95", "would remove every unit of blk.0 heads"},
-        BadCase{"EveryLayer", "--structured layers --sparsity 0.95", "would remove every one of the 5 layers"},
+        BadCase{"EveryHead", "--structured heads --sparsity 0.95",
+                "would remove every unit of blk.0 heads"},
+        BadCase{"EveryLayer", "--structured layers --sparsity 0.95",
+                "would remove every one of the 5 layers"},
         BadCase{"TargetsNothing", "--method wanda --sparsity 0.5 --targets attn_qq",
                 "targets pattern 'attn_qq' matches no tensor"},
         BadCase{"HeadTableUnknown", "--structured heads --sparsity 0.25 --targets ffn_down",

@@ -8,9 +8,9 @@
 // What is pinned: a 64-bit FNV-1a over every tensor of the .slm (name, format id, shape and
 // stored bytes, in file order; the spec and tokenizer blobs are left out, so a change of the
 // container's metadata does not masquerade as a change of quantization; the bytes do not depend
-// on the thread count), and for the GPTQ q4_0 case the runtime's KL against the unquantized model. The KL is computed by the runtime's
-// kernels, whose reductions depend on the thread count and ISA, so it is held to 1e-9 relative
-// (the artifact's bytes are the bit-exact check).
+// on the thread count), and for the GPTQ q4_0 case the runtime's KL against the unquantized model.
+// The KL is computed by the runtime's kernels, whose reductions depend on the thread count and ISA,
+// so it is held to 1e-9 relative (the artifact's bytes are the bit-exact check).
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -50,7 +50,7 @@ uint64_t tensor_hash(const std::string& slm) {
 
 struct PinCase {
   const char* name;
-  const char* args;  // method flags
+  const char* args;      // method flags
   uint64_t tensors_fnv;  // tensor_hash of the .slm main's code wrote
 };
 
@@ -95,8 +95,8 @@ TEST(QuantizePinKl, GptqQ4_0) {
   TempDir d;
   const Result r = slmc("quantize --model " + q(kStories) + " --calib " + q(kSample) +
                         " --samples 4 --seq-len 128 --method gptq --format q4_0 --head-format "
-                        "q4_0 --ignore ffn_down --eval " + q(kSample) + " --json -o " +
-                        q(d.file("o.slm")));
+                        "q4_0 --ignore ffn_down --eval " +
+                        q(kSample) + " --json -o " + q(d.file("o.slm")));
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   const double kl = j["table_kl"].get<double>();

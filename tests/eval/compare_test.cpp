@@ -26,7 +26,8 @@ LogitsSource fake_model(uint32_t seed) {
       logits.resize(static_cast<size_t>(n * kVocab));
       for (int64_t t = 0; t < n; ++t)
         for (int64_t v = 0; v < kVocab; ++v) {
-          uint32_t h = seed * 2654435761u ^ static_cast<uint32_t>(w.input[static_cast<size_t>(t)] * 40503 + v * 97 + t);
+          uint32_t h = seed * 2654435761u ^
+                       static_cast<uint32_t>(w.input[static_cast<size_t>(t)] * 40503 + v * 97 + t);
           h ^= h >> 13;
           h *= 0x5bd1e995u;
           h ^= h >> 15;
@@ -54,7 +55,8 @@ TEST(Compare, EqualsTheSavedLogitsPathAtAnyChunkSize) {
   const EvalResult a = evaluate(fake_model(2), kVocab, w, cmp);
   const EvalResult b = evaluate(fake_model(3), kVocab, w, cmp);
   for (int64_t chunk : {int64_t{1}, int64_t{16 * kVocab * 4 * 3}, int64_t{1} << 30}) {
-    const Comparison c = compare_models(fake_model(1), {fake_model(2), fake_model(3)}, kVocab, w, "t", chunk);
+    const Comparison c =
+        compare_models(fake_model(1), {fake_model(2), fake_model(3)}, kVocab, w, "t", chunk);
     EXPECT_EQ(c.reference.ppl, ref.ppl) << chunk;
     EXPECT_EQ(c.reference.n_tokens, 300);
     EXPECT_FALSE(c.reference.has_ref);
@@ -86,8 +88,9 @@ TEST(Compare, RefusesSourcesThatDisagreeOnTheWindows) {
   slmc::testing::expect_error([&] { (void)compare_models(fake_model(1), {shifted}, kVocab, w); },
                               {"compare: model 0 has target"});
   const LogitsSource short_source = [](const std::vector<Window>&, const LogitsSink&) {};
-  slmc::testing::expect_error([&] { (void)compare_models(fake_model(1), {short_source}, kVocab, w); },
-                              {"compare: model 0 yields 0 positions"});
+  slmc::testing::expect_error(
+      [&] { (void)compare_models(fake_model(1), {short_source}, kVocab, w); },
+      {"compare: model 0 yields 0 positions"});
 }
 
 }  // namespace

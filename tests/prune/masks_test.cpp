@@ -1,10 +1,11 @@
 // Mask selection: exact counts, ties, N:M groups, global thresholds; and the unit table.
+#include "prune/masks.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "compress/core/tensor_names.h"
 #include "compress/core/units.h"
-#include "prune/masks.h"
 #include "prune/structured.h"
 #include "tests/test_util.h"
 
@@ -28,10 +29,12 @@ TEST(Masks, CountsAreExact) {
 TEST(Masks, PerRowAndPerTensorPruneTheLowestWithTiesByPosition) {
   const torch::Tensor score = torch::tensor({{3.0f, 1.0f, 2.0f, 0.5f}, {1.0f, 1.0f, 1.0f, 1.0f}});
   const torch::Tensor row = mask_per_row(score, 0.5);
-  EXPECT_TRUE(torch::equal(row, torch::tensor({{false, true, false, true}, {true, true, false, false}})));
+  EXPECT_TRUE(
+      torch::equal(row, torch::tensor({{false, true, false, true}, {true, true, false, false}})));
   // Per tensor: the 3 lowest of 8 (0.5, then the 1.0s in row-major order).
   const torch::Tensor t = mask_per_tensor(score, 3.0 / 8.0);
-  EXPECT_TRUE(torch::equal(t, torch::tensor({{false, true, false, true}, {true, false, false, false}})));
+  EXPECT_TRUE(
+      torch::equal(t, torch::tensor({{false, true, false, true}, {true, false, false, false}})));
   EXPECT_EQ(mask_per_tensor(score, 0.0).sum().item<int64_t>(), 0);
 }
 
@@ -70,7 +73,7 @@ TEST(Units, HeadGroupsFollowGqaAndChannelsEveryExpert) {
   const std::vector<UnitSet> u = unit_sets(s, 1);
   ASSERT_EQ(u.size(), 2u);
   EXPECT_EQ(u[0].kind, UnitKind::kHeads);
-  EXPECT_EQ(u[0].count, 2);  // KV groups
+  EXPECT_EQ(u[0].count, 2);                                       // KV groups
   EXPECT_EQ(u[0].find(names::blk(1, names::kAttnQ))->width, 24);  // 3 query heads x 8
   EXPECT_EQ(u[0].find(names::blk(1, names::kAttnK))->width, 8);
   EXPECT_EQ(u[0].find(names::blk(1, names::kAttnVBias))->width, 8);
@@ -96,7 +99,8 @@ TEST(Units, HeadGroupsFollowGqaAndChannelsEveryExpert) {
   ASSERT_EQ(um.size(), 4u);
   for (int64_t e = 0; e < 3; ++e) {
     EXPECT_EQ(um[static_cast<size_t>(1 + e)].expert, e);
-    EXPECT_EQ(um[static_cast<size_t>(1 + e)].consumer().tensor, names::expert(0, e, names::kFfnDown));
+    EXPECT_EQ(um[static_cast<size_t>(1 + e)].consumer().tensor,
+              names::expert(0, e, names::kFfnDown));
   }
   EXPECT_EQ(um[2].name(), "blk.0 expert.1 channels");
   // Every tensor the sets span has the extent the counts imply.

@@ -20,9 +20,9 @@ namespace {
 using slmc::testing::TempDir;
 
 // Must match CASES in gen_prune_golden.py.
-const char* const kCases[] = {"sgpt_50",    "sgpt_60_b128_partial", "sgpt_2of4",
-                              "sgpt_4of8",  "sgpt_dead",            "wanda_50",
-                              "wanda_2of4", "wanda_4of8",           "magnitude_30"};
+const char* const kCases[] = {
+    "sgpt_50",  "sgpt_60_b128_partial", "sgpt_2of4",  "sgpt_4of8",   "sgpt_dead",
+    "wanda_50", "wanda_2of4",           "wanda_4of8", "magnitude_30"};
 
 struct Golden {
   std::string method;
@@ -78,7 +78,7 @@ Golden load_golden(const std::string& dir, const std::string& name) {
 // by breaking the code: no lazy block update leaves 97.0% of sgpt_50's mask and 73.6% of its
 // values; N:M pruning the highest scores leaves 32.4% / 16.3% of sgpt_2of4's.
 constexpr double kMinSameMask = 0.998;
-constexpr double kValueTol = 1e-5;        // of max |W|
+constexpr double kValueTol = 1e-5;  // of max |W|
 constexpr double kMinCloseValues = 0.995;
 
 TEST(PruneGoldenTest, MatchesPyTorchReference) {
@@ -87,11 +87,11 @@ TEST(PruneGoldenTest, MatchesPyTorchReference) {
   // Debian's python3 has python3-torch; the `python3` first on PATH may not.
   const std::string python = env && *env ? env : "/usr/bin/python3";
   const std::string log = dir.file("gen.log");
-  const std::string cmd = "'" + python + "' '" SLMC_SOURCE_DIR
-                          "/tests/prune/gen_prune_golden.py' --out '" + dir.str() + "' > '" + log +
-                          "' 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0)
-      << "golden generator failed: " << cmd << "\n" << slmc::testing::read_bytes(log);
+  const std::string cmd = "'" + python +
+                          "' '" SLMC_SOURCE_DIR "/tests/prune/gen_prune_golden.py' --out '" +
+                          dir.str() + "' > '" + log + "' 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << "golden generator failed: " << cmd << "\n"
+                                         << slmc::testing::read_bytes(log);
   for (const char* name : kCases) {
     SCOPED_TRACE(name);
     Golden g;
@@ -130,11 +130,12 @@ TEST(PruneGoldenTest, MatchesPyTorchReference) {
     ASSERT_EQ(mask.sizes(), g.M.sizes());
     const double same_mask = mask.eq(g.M).to(torch::kFloat64).mean().item<double>();
     const double tol = kValueTol * g.W.abs().max().item<double>();
-    const double close =
-        ((pruned - g.P).abs() <= tol).to(torch::kFloat64).mean().item<double>();
+    const double close = ((pruned - g.P).abs() <= tol).to(torch::kFloat64).mean().item<double>();
     const double max_diff = (pruned - g.P).abs().max().item<double>();
-    std::printf("[ golden   ] %-22s mask identical %.4f%%  values within %.1e: %.4f%% (max diff "
-                "%.2e)\n", name, 100 * same_mask, tol, 100 * close, max_diff);
+    std::printf(
+        "[ golden   ] %-22s mask identical %.4f%%  values within %.1e: %.4f%% (max diff "
+        "%.2e)\n",
+        name, 100 * same_mask, tol, 100 * close, max_diff);
     if (g.method == "sparsegpt") {
       EXPECT_GE(same_mask, kMinSameMask);
       EXPECT_GE(close, kMinCloseValues);

@@ -49,7 +49,7 @@ struct PinCase {
   bool moe;
   bool tied;
   const char* yaml;
-  uint64_t hash;  // model_hash after the pass, main's code
+  uint64_t hash;           // model_hash after the pass, main's code
   std::string notes = "";  // joined report notes that must appear (coverage)
 };
 
@@ -60,8 +60,8 @@ class QuantizePassPin : public ::testing::TestWithParam<PinCase> {};
 
 TEST_P(QuantizePassPin, StoredBytesUnchanged) {
   const PinCase& c = GetParam();
-  CompressedModel m = c.moe ? tiny_model(64, 64, 96, 2, c.tied, 11, 4, 2)
-                            : tiny_model(128, 256, 128, 2, c.tied, 5);
+  CompressedModel m =
+      c.moe ? tiny_model(64, 64, 96, 2, c.tied, 11, 4, 2) : tiny_model(128, 256, 128, 2, c.tied, 5);
   const CalibrationSet cal = random_calibration(m.model.spec.vocab, 6, 32, 9);
   PassContext ctx;
   ctx.calibration = &cal;
@@ -78,18 +78,21 @@ TEST_P(QuantizePassPin, StoredBytesUnchanged) {
 INSTANTIATE_TEST_SUITE_P(
     All, QuantizePassPin,
     ::testing::Values(
-        PinCase{"moe_gptq", true, false, "{method: gptq, bits: 4, moe_min_tokens: 60}", 0x1d3775246ee20b57ull,
-                "calibration tokens per expert"},
-        PinCase{"moe_awq", true, true, "{method: awq, bits: 4, moe_min_tokens: 60}", 0x839b1a981154bd39ull,
-                "calibration tokens per expert"},
+        PinCase{"moe_gptq", true, false, "{method: gptq, bits: 4, moe_min_tokens: 60}",
+                0x1d3775246ee20b57ull, "calibration tokens per expert"},
+        PinCase{"moe_awq", true, true, "{method: awq, bits: 4, moe_min_tokens: 60}",
+                0x839b1a981154bd39ull, "calibration tokens per expert"},
         PinCase{"untied_gptq_seq", false, false,
-                "{method: gptq, bits: 4, true_sequential: true, calib_batch: 4}", 0x0a82b9f16b1b63efull},
-        PinCase{"untied_awq", false, false, "{method: awq, bits: 4, calib_batch: 5}", 0x7010f1dc1fdfe844ull},
+                "{method: gptq, bits: 4, true_sequential: true, calib_batch: 4}",
+                0x0a82b9f16b1b63efull},
+        PinCase{"untied_awq", false, false, "{method: awq, bits: 4, calib_batch: 5}",
+                0x7010f1dc1fdfe844ull},
         PinCase{"tied_rtn_mix", false, true, "{method: rtn, target_bpw: 5.0, sens_samples: 2}",
                 0x3ef50b88e676efe8ull, "target_bpw 5.000"},
-        PinCase{"untied_gptq_mix", false, false,
-                "{method: gptq, target_bpw: 4.5, sens_samples: 2, mix_formats: \"q4_0,q4_g64,q8_0\"}", 0x0fa2884538e943b9ull,
-                "target_bpw 4.500"}),
+        PinCase{
+            "untied_gptq_mix", false, false,
+            "{method: gptq, target_bpw: 4.5, sens_samples: 2, mix_formats: \"q4_0,q4_g64,q8_0\"}",
+            0x0fa2884538e943b9ull, "target_bpw 4.500"}),
     [](const ::testing::TestParamInfo<PinCase>& i) { return std::string(i.param.name); });
 
 }  // namespace
