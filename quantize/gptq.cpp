@@ -11,6 +11,7 @@
 
 #include "compress/core/error.h"
 #include "compress/core/float16.h"
+#include "compress/model/hessian.h"
 
 namespace slmc::quant {
 
@@ -36,53 +37,6 @@ std::string shape_str(const Tensor& t) {
   std::string s = "(";
   for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
   return s + ")";
-}
-
-// The upper Cholesky factor U of H^-1 (U^T U = H^-1), which the reference gets as
-// cholesky(cholesky_inverse(cholesky(H)), upper=True). Same matrix, cheaper and without the
-// explicit inverse: factor the index-reversed H as J H J = L L^T, so H = R R^T with R = J L J
-// upper, and H^-1 = R^-T R^-1 gives U = R^-1.
-// The factorization runs in float64 (`h` is float64): real activations have outlier channels
-// whose diag(H) is 1e4 x the mean, where fp32 pivots lose most of their digits or go negative.
-// R's condition number is only the square root of H's, so inverting it in fp32 (the precision
-// of the sweep that uses U) costs nothing measurable and halves the time of this step.
-// Returns an undefined tensor if the factorization fails (h not positive definite).
-Tensor inverse_cholesky_upper(const Tensor& h) {
-  Tensor L, info;
-  std::tie(L, info) = torch::linalg_cholesky_ex(h.flip({0, 1}));
-  if (info.item<int64_t>() != 0) return Tensor();
-  const Tensor R = L.flip({0, 1}).to(torch::kFloat32);
-  // U = R^-1 by column blocks: block [j0, j1) of U is zero below row j1, so it only needs the
-  // leading (j1, j1) triangle of R. A third of the flops of one solve against the identity.
-  const int64_t n = h.size(0), step = 256;
-  Tensor U = torch::zeros({n, n}, R.options());  // row-major (R is LAPACK's column-major)
-  for (int64_t j0 = 0; j0 < n; j0 += step) {
-    const int64_t j1 = std::min(n, j0 + step);
-    const Tensor rhs = torch::eye(j1, R.options()).narrow(1, j0, j1 - j0);
-    U.narrow(1, j0, j1 - j0).narrow(0, 0, j1).copy_(torch::linalg_solve_triangular(
-        R.narrow(0, 0, j1).narrow(1, 0, j1), rhs, /*upper=*/true));
-  }
-  if (!torch::isfinite(U).all().item<bool>()) return Tensor();
-  return U;
-}
-
-// factor(H + damp I) with damp = damp_rel * mean diag(H), raising damp tenfold twice while
-// `factor` fails (returns an undefined tensor). `what` starts the error, which names every damp
-// tried.
-Tensor factor_damped(const Tensor& h, double damp_rel, const char* what,
-                     const std::function<Tensor(const Tensor&)>& factor) {
-  const double mean_diag = h.diagonal().mean().item<double>();
-  double damp = damp_rel * mean_diag;
-  std::string tried;
-  for (int attempt = 0; attempt < 3; ++attempt, damp *= 10) {
-    Tensor hd = h.clone();
-    hd.diagonal().add_(damp);
-    Tensor f = factor(hd);
-    if (f.defined()) return f;
-    tried += str_cat(attempt ? ", " : "", damp);
-  }
-  fail(what, ": H + damp I is not positive definite for damp = ", tried,
-       " (mean diag(H) = ", mean_diag, ", damp option = ", damp_rel, ")");
 }
 
 // The grids' scales and zero points, one per block: d, z (rows, nblk) float64.
@@ -159,7 +113,8 @@ void keep_better_rows(const Tensor& w64, const Tensor& H64, const Tensor& cand,
 
 }  // namespace
 
-QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, const GptqOptions& o) {
+QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, const GptqOptions& o,
+                          const Tensor& pinned) {
   torch::NoGradGuard no_grad;
   o.validate();
   SLMC_CHECK(W.defined() && W.dim() == 2, "gptq: weights must be 2-D, got ",
@@ -252,6 +207,10 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
   for (int64_t i = 0; i < cols; ++i)
     sweep_col[static_cast<size_t>(i)] = o.act_order ? perm.data_ptr<int64_t>()[i] : i;
 
+  SLMC_CHECK(!pinned.defined() || pinned.sizes() == W.sizes(), "gptq: pinned mask ",
+             shape_str(pinned), " differs from the weights ", shape_str(W));
+  const Tensor pin_t = pinned.defined() ? pinned.to(torch::kBool).contiguous() : Tensor();
+  const bool* pin = pin_t.defined() ? pin_t.data_ptr<bool>() : nullptr;
   const Tensor hinv_t = factor_damped(h, o.damp, "gptq", inverse_cholesky_upper).contiguous();
   const float* hinv = hinv_t.data_ptr<float>();
 
@@ -296,7 +255,8 @@ QuantResult gptq_quantize(const Tensor& W, const Tensor& H, codec::Format f, con
             const codec::Grid& g =
                 grids[static_cast<size_t>(r * ngrid + sweep_col[static_cast<size_t>(i)] / gs)];
             const float x = wr[i];
-            const int q = g.code(x);
+            const bool zero = pin && pin[r * cols + sweep_col[static_cast<size_t>(i)]];
+            const int q = g.code(zero ? 0.0f : x);
             cq[r * cols + i] = q;
             const float e = (x - g.value(q)) / hinv[i * cols + i];
             er[i - i1] = e;

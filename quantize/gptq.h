@@ -82,8 +82,12 @@ struct GptqOptions {
 // the reference's whole computation. Formats without an integer grid (f32, f16, bf16) fall back
 // to rtn_quantize(W, f, H) after the same input checks: there are no codes to choose, and their
 // rounding error (2^-9 relative at most) is too small for propagation to matter. Codes are chosen with Grid::code, so `dequant` holds exactly the values the sweep used.
+//
+// `pinned` (optional, (rows, cols) bool): weights a pruning pass removed. They are stored as
+// exactly zero (their block's zero code: every grid holds 0 exactly) and their error spreads to
+// the columns not yet quantized like any other's, as SparseGPT does with a fixed mask.
 QuantResult gptq_quantize(const torch::Tensor& W, const torch::Tensor& H, codec::Format f,
-                          const GptqOptions& o = {});
+                          const GptqOptions& o = {}, const torch::Tensor& pinned = {});
 
 // The asymmetric-calibration target. With X the quantized stream's inputs (tokens x cols) and Xf
 // the unquantized model's inputs at the same positions, H = X^T X and D = (Xf - X)^T X:

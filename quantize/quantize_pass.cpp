@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <cmath>
 #include <set>
 #include <sstream>
@@ -11,6 +12,10 @@
 #include "compress/core/error.h"
 #include "compress/core/progress.h"
 #include "compress/core/tensor_names.h"
+#include "compress/core/timer.h"
+#include "compress/model/hessian.h"
+#include "compress/model/host_torch.h"
+#include "compress/model/layerwise.h"
 #include "compress/model/transformer.h"
 #include "compress/recipe/yaml_options.h"
 #include "quantize/mixed.h"
@@ -18,15 +23,6 @@
 namespace slmc::quant {
 
 namespace {
-
-// Adds the seconds of its own lifetime to `acc`.
-struct ScopedSeconds {
-  double& acc;
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  ~ScopedSeconds() {
-    acc += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-};
 
 using codec::Format;
 
@@ -51,33 +47,10 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
-torch::Tensor to_torch(const HostTensor& t) {
-  return torch::from_blob(const_cast<float*>(t.data.data()), t.shape, torch::kFloat32).clone();
-}
-
-std::vector<float> to_vector(const torch::Tensor& t) {
-  const torch::Tensor c = t.to(torch::kFloat32).contiguous();
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
-// acc += a^T b, from zeros when acc is empty: the sums x^T x (H) and (xf - x)^T x (D).
-void add_outer(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& b) {
-  if (!acc.defined()) acc = torch::zeros({a.size(1), b.size(1)}, torch::kFloat32);
-  acc.addmm_(a.t(), b);
-}
-
-// The first `n` calibration rows as a (n, T) int64 tensor; every row must have the same length.
-torch::Tensor calibration_tokens(const CalibrationSet& cal, int64_t n) {
-  const int64_t T = static_cast<int64_t>(cal.rows[0].size());
-  std::vector<int64_t> ids;
-  ids.reserve(static_cast<size_t>(n * T));
-  for (int64_t i = 0; i < n; ++i) {
-    const std::vector<int32_t>& row = cal.rows[static_cast<size_t>(i)];
-    SLMC_CHECK(static_cast<int64_t>(row.size()) == T, cal.origin,
-               ": calibration rows differ in length");
-    ids.insert(ids.end(), row.begin(), row.end());
-  }
-  return torch::tensor(ids, torch::kInt64).view({n, T});
+// The pruned weights of `name` as a bool tensor (undefined if it has no mask).
+torch::Tensor pruned_mask(const CompressedModel& m, const std::string& name) {
+  auto it = m.masks.find(name);
+  return it == m.masks.end() ? torch::Tensor() : bool_tensor(it->second.shape, it->second.pruned);
 }
 
 // A tensor the pass will store, and how.
@@ -101,12 +74,11 @@ std::string bias_of(const std::string& weight) {
 
 class QuantizePass : public Pass {
  public:
-  QuantizePass(QuantizeOptions o, std::map<std::string, std::string> where,
-               std::set<std::string> explicit_keys)
-      : o_(std::move(o)), where_(std::move(where)), explicit_(std::move(explicit_keys)) {
+  QuantizePass(QuantizeOptions o, OptionOrigins origins)
+      : o_(std::move(o)), origins_(std::move(origins)) {
     SLMC_CHECK(o_.method == "rtn" || o_.method == "gptq" || o_.method == "awq", at("method"),
                ": method '", o_.method, "' is unknown (rtn, gptq, awq)");
-    base_ = resolve_format(o_, where_.count("bits") ? at("bits") : at("group_size"));
+    base_ = resolve_format(o_, origins_.where.count("bits") ? at("bits") : at("group_size"));
     if (o_.head_format != "same") {
       head_ = parse_format(o_.head_format, at("head_format"), "head_format");
     } else {
@@ -171,23 +143,25 @@ class QuantizePass : public Pass {
 
   bool needs_calibration() const override { return o_.method != "rtn" || o_.target_bpw > 0; }
 
-  void validate(const CompressedModel& m) const override { (void)plan(m); }
+  ModelSpec output_spec(const ModelSpec& in) const override {
+    (void)plan(in);
+    return in;
+  }
+  bool packs_tensors() const override { return true; }
 
   PassReport run(CompressedModel& m, PassContext& ctx) override;
 
+  std::string at(const std::string& key) const { return origins_.at(key); }
+  const QuantizeOptions& options() const { return o_; }
+
  private:
-  std::string at(const std::string& key) const {
-    auto it = where_.find(key);
-    if (it != where_.end()) return it->second;
-    auto q = where_.find("quantize");
-    return q != where_.end() ? q->second : "quantize";
-  }
 
   bool is_head(const ModelSpec& spec, const std::string& name) const {
     return name == names::kOutput || (spec.tied_embeddings && name == names::kTokenEmbd);
   }
 
-  std::vector<Planned> plan(const CompressedModel& m) const;
+  friend class QuantizeMethod;
+  std::vector<Planned> plan(const ModelSpec& spec) const;
   void allocate_mixed(const CompressedModel& m, const CalibrationSet& cal,
                       std::vector<Planned>& plan, PassReport& rep) const;
   void quantize_layerwise(CompressedModel& m, const CalibrationSet& cal,
@@ -195,15 +169,13 @@ class QuantizePass : public Pass {
   void store(CompressedModel& m, const Planned& p, QuantResult r, PassReport& rep) const;
 
   QuantizeOptions o_;
-  std::map<std::string, std::string> where_;
-  std::set<std::string> explicit_;
+  OptionOrigins origins_;
   Format base_ = Format::kQ4_0;
   Format head_ = Format::kQ8_0;
   std::vector<Format> mix_;
 };
 
-std::vector<Planned> QuantizePass::plan(const CompressedModel& m) const {
-  const ModelSpec& spec = m.model.spec;
+std::vector<Planned> QuantizePass::plan(const ModelSpec& spec) const {
   std::vector<TensorDecl> matrices;
   std::vector<std::string> candidates;
   // Linears and the embedding table; the MoE router stays f32 (routing is too sensitive, and it
@@ -215,7 +187,7 @@ std::vector<Planned> QuantizePass::plan(const CompressedModel& m) const {
     }
   const Selector sel(o_.targets, o_.ignore);
   sel.check_all_match(candidates);
-  const bool strict = explicit_.count("group_size") || explicit_.count("format");
+  const bool strict = origins_.given.count("group_size") || origins_.given.count("format");
   std::vector<Planned> out;
   for (const TensorDecl& d : matrices) {
     if (!sel.selected(d.name)) continue;
@@ -229,7 +201,7 @@ std::vector<Planned> QuantizePass::plan(const CompressedModel& m) const {
     if (!codec::row_fits(p.format, cols)) {
       const codec::FormatInfo& fi = codec::format_info(p.format);
       if (strict && !head) {
-        const std::string key = explicit_.count("format") ? "format" : "group_size";
+        const std::string key = origins_.given.count("format") ? "format" : "group_size";
         fail(at(key), ": ", key == "format" ? "format " + std::string(fi.name) : "group_size " + std::to_string(o_.group_size),
              " does not divide the ", cols, " columns of ", d.name, " (", fi.name,
              " needs rows of a multiple of ", fi.block_size,
@@ -243,7 +215,7 @@ std::vector<Planned> QuantizePass::plan(const CompressedModel& m) const {
     out.push_back(std::move(p));
   }
   SLMC_CHECK(!out.empty(), at("targets"), ": targets ", o_.targets.str(), " minus ignore ",
-             o_.ignore.str(), " select no tensor of ", m.model.path);
+             o_.ignore.str(), " select no tensor of the model");
   return out;
 }
 
@@ -259,9 +231,23 @@ void QuantizePass::store(CompressedModel& m, const Planned& p, QuantResult r, Pa
   t.bytes_before = static_cast<uint64_t>(t.n_weights) * 4;
   t.bytes_after = r.packed.bytes.size();
   const std::vector<float> deq = to_vector(r.dequant);
+  t.count_zeros(deq);
   t.dist = r.dist;
   if (r.rel_output_error >= 0) t.extra["out_err"] = r.rel_output_error;
   if (p.kl_sens >= 0) t.extra["kl_sens"] = p.kl_sens;
+  // Pruned weights must decode to exactly zero (every grid of today's formats holds 0; a format
+  // whose grid cannot would be refused here, naming the tensor).
+  auto mask = m.masks.find(p.name);
+  if (mask != m.masks.end()) {
+    int64_t lost = 0;
+    for (size_t k = 0; k < deq.size(); ++k) lost += mask->second.pruned[k] && deq[k] != 0.0f;
+    SLMC_CHECK(lost == 0, at("format"), ": ", p.name, " is pruned (", mask->second.n_pruned(),
+               " weights), but ", lost, " of them are not exactly zero in ", t.format,
+               "; store it in a format that holds an exact zero (q8_0, q4_0, q4_g64, q4_g128, "
+               "f16) or quantize before pruning");
+    t.note += str_cat(t.note.empty() ? "" : "; ", "pruned ", mask->second.pattern(),
+                      ": zeros kept");
+  }
   rep.tensors.push_back(std::move(t));
   m.set_packed(p.name, std::move(r.packed), deq);
 }
@@ -369,7 +355,7 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
     }
     for (Format f : cands[i]) {
       const QuantResult r = H.defined() && codec::has_grid(f)
-                                ? gptq_quantize(orig, H, f, o_.gptq)
+                                ? gptq_quantize(orig, H, f, o_.gptq, pruned_mask(m, p.name))
                                 : rtn_quantize(orig, f, {}, {}, rule_for(f));
       param.copy_(r.dequant);
       const torch::Tensor lp = torch::log_softmax(tf.forward(tokens), -1);
@@ -418,367 +404,228 @@ void QuantizePass::allocate_mixed(const CompressedModel& m, const CalibrationSet
   rep.notes.push_back(buf);
 }
 
-void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& cal,
-                                      std::map<std::string, Planned*>& plan, PassReport& rep) {
-  torch::NoGradGuard ng;
-  const ModelSpec& spec = m.model.spec;
-  Transformer tf(spec, m.model.tensors);
-  auto& params = tf.params();
-  const bool awq = o_.method == "awq";
-  const int64_t N = static_cast<int64_t>(cal.rows.size());
-  const int64_t T = static_cast<int64_t>(cal.rows[0].size());
-  const torch::Tensor tokens = calibration_tokens(cal, N);
-  const int64_t B = o_.calib_batch;
-  // Where the time goes (reported as a note): forwards that collect H, the method's own work
-  // (searches and solves), and forwards through each layer once it is quantized.
-  double t_collect = 0, t_method = 0, t_propagate = 0;
+// The methods' side of the layer-wise walk (compress/model/layerwise.h): every planned linear's
+// input group collects H (and, for GPTQ asym_calib, D from the second stream; for AWQ a subsample
+// of its inputs), then each stage's linears are quantized in place.
+class QuantizeMethod : public LayerwiseMethod {
+ public:
+  QuantizeMethod(const QuantizePass& pass, CompressedModel& m, const CalibrationSet& cal,
+                 std::map<std::string, Planned*>& plan, PassReport& rep)
+      : pass_(pass), o_(pass.o_), m_(m), plan_(plan), rep_(rep),
+        awq_(o_.method == "awq"),
+        asym_(o_.method == "gptq" && o_.gptq.asym_calib > 0),
+        stride_(awq_ ? std::max<int64_t>(1, cal.n_tokens() / o_.awq.max_tokens) : 0) {}
 
-  // D (GPTQ asym_calib, dense groups): (Xf - X)^T X, the unquantized stream's inputs against the
-  // quantized stream's.
-  auto quantize_one = [&](const std::string& name, const torch::Tensor& H, const torch::Tensor& D,
-                          const torch::Tensor& X, bool allow_clip, bool rtn_fallback) {
-    const ScopedSeconds timer{t_method};
-    Planned& p = *plan.at(name);
-    torch::Tensor& W = params.at(name);
-    QuantResult r;
-    // A method's error names the tensor.
-    try {
-      if (!codec::has_grid(p.format) || rtn_fallback) {
-        r = rtn_quantize(W, p.format, H);
-      } else if (awq) {
-        torch::Tensor clip;
-        if (o_.awq.clip && allow_clip && X.defined())
-          clip = awq_search_clip(W, X, p.format, o_.awq);
-        r = rtn_quantize(W, p.format, H, clip);
-      } else {
-        // asym_calib: GPTQ on the least-squares target, whose output error on the quantized stream
-        // is the asymmetric objective up to a constant.
-        const torch::Tensor target =
-            D.defined() ? gptq_asym_target(W, H, D, o_.gptq.asym_calib, o_.gptq.damp) : W;
-        r = gptq_quantize(target, H, p.format, o_.gptq);
-        if (!p.same_size.empty()) {
-          double best = r.rel_output_error;  // against the target, on this H
-          std::string tried = str_cat(fname(p.format), " ", best);
-          for (const auto& [f, kl] : p.same_size) {
-            QuantResult alt = gptq_quantize(target, H, f, o_.gptq);
-            const double e = alt.rel_output_error;
-            tried += str_cat(", ", fname(f), " ", e);
-            if (e < best) {
-              best = e;
-              r = std::move(alt);
-              p.format = f;
-              p.kl_sens = kl;
-            }
-          }
-          p.note +=
-              str_cat(p.note.empty() ? "" : "; ", "same-size formats by output error: ", tried);
-        }
-        // Reported against the original weights, like every other method.
-        if (D.defined()) {
-          r.dist = distortion(W, r.dequant);
-          r.rel_output_error = rel_output_error(W, r.dequant, H);
-        }
-      }
-    } catch (const Error& e) {
-      fail(name, ": ", e.what());
-    }
-    W.copy_(r.dequant);
-    store(m, p, std::move(r), rep);
-  };
+  bool asym() const { return asym_; }
+  double method_seconds = 0;  // the method's own work (searches and solves)
 
-  // dst[c:c+b] = fn(src[c:c+b]) in chunks of B calibration sequences (in place if dst is src).
-  auto by_chunks = [&](torch::Tensor& dst, const torch::Tensor& src,
-                       const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
-    for (int64_t c = 0; c < N; c += B) {
-      const int64_t b = std::min(B, N - c);
-      dst.narrow(0, c, b).copy_(fn(src.narrow(0, c, b)));
-    }
-  };
-  auto embed = [&](const torch::Tensor& t) { return tf.embed(t); };
-  auto layer_fn = [&](int64_t i) {
-    return [&tf, i](const torch::Tensor& x) { return tf.layer(i, x); };
-  };
-
-  // GPTQ asym_calib: the unquantized model's stream beside the quantized one (from the
-  // unquantized embedding), and the current layer's original weights, swapped in (tensor
-  // handles, no copies) whenever that stream runs.
-  const bool asym = !awq && o_.method == "gptq" && o_.gptq.asym_calib > 0;
-  torch::Tensor Xf;
-  if (asym) {
-    Xf = torch::empty({N, T, spec.d_model}, torch::kFloat32);
-    by_chunks(Xf, tokens, embed);
-  }
-  std::map<std::string, torch::Tensor> fp_layer;
-  auto swap_fp = [&] {
-    for (auto& kv : fp_layer) std::swap(params.at(kv.first), kv.second);
-  };
-
-  // Untied embeddings are looked up, not multiplied: round to nearest before calibration so the
-  // layers see the quantized embedding.
-  if (!spec.tied_embeddings && plan.count(names::kTokenEmbd)) {
-    Planned& p = *plan.at(names::kTokenEmbd);
-    torch::Tensor& W = params.at(names::kTokenEmbd);
-    QuantResult r = rtn_quantize(W, p.format);
-    W.copy_(r.dequant);
-    p.note = p.note.empty() ? "embedding: rtn" : p.note + "; embedding: rtn";
-    store(m, p, std::move(r), rep);
-  }
-
-  torch::Tensor X = torch::empty({N, T, spec.d_model}, torch::kFloat32);
-  by_chunks(X, tokens, embed);
-
-  // Collects, per input group, H = sum x x^T and (AWQ) an even subsample of the inputs.
-  struct Stats {
-    torch::Tensor H;
-    torch::Tensor D;  // asym_calib: (Xf - X)^T X
-    std::vector<torch::Tensor> samples;
-    int64_t rows = 0;  // calibration tokens seen (an expert sees only those routed to it)
-  };
-  const int64_t total_rows = N * T;
-  const int64_t stride = awq ? std::max<int64_t>(1, total_rows / o_.awq.max_tokens) : 1;
-  // `dense`: the groups whose inputs pair token by token between the two streams (asym_calib).
-  // `advance`: the unquantized stream's pass is its last through this layer, so its outputs
-  // replace Xf (one forward fewer than propagating Xf afterwards); returns whether that happened.
-  auto collect = [&](std::map<std::string, Stats>& stats,
-                     const std::map<std::string, std::string>& group_of,
-                     const std::set<std::string>& dense, int64_t layer, bool advance,
-                     const std::function<torch::Tensor(const torch::Tensor&)>& run_chunks) {
-    const ScopedSeconds timer{t_collect};
-    std::set<std::string> seen;  // groups done for the current chunk (q, k, v share an input)
-    std::map<std::string, torch::Tensor> fp_in;  // asym_calib: the chunk's unquantized inputs
-    bool fp_pass = false;
-    tf.set_linear_hook([&](const std::string& name, const torch::Tensor& input, const torch::Tensor&) {
-      auto g = group_of.find(name);
-      if (g == group_of.end() || seen.count(g->second)) return;
-      seen.insert(g->second);
-      const torch::Tensor x = input.reshape({-1, input.size(-1)});
-      if (fp_pass) {
-        if (dense.count(g->second)) fp_in[g->second] = x.clone();
-        return;
-      }
-      if (!torch::isfinite(x).all().item<bool>())
-        fail(cal.origin, ": non-finite activation at the input of ", name,
-             layer >= 0 ? str_cat(" (layer ", layer, ")") : std::string(),
-             " during calibration; the model or the data produce NaN/Inf");
-      Stats& s = stats[g->second];
-      add_outer(s.H, x, x);
-      s.rows += x.size(0);
-      auto f = fp_in.find(g->second);
-      if (f != fp_in.end()) add_outer(s.D, f->second - x, x);
-      if (awq) s.samples.push_back(x.index({torch::indexing::Slice(0, torch::indexing::None, stride)}).clone());
-    });
-    for (int64_t c = 0; c < N; c += B) {
-      const int64_t b = std::min(B, N - c);
-      fp_in.clear();
-      if (asym && !dense.empty()) {
-        seen.clear();
-        fp_pass = true;
-        swap_fp();
-        const torch::Tensor out = run_chunks(Xf.narrow(0, c, b));
-        if (advance) Xf.narrow(0, c, b).copy_(out);
-        swap_fp();
-        fp_pass = false;
-      }
-      seen.clear();
-      (void)run_chunks(X.narrow(0, c, b));
-    }
-    tf.set_linear_hook(nullptr);
-    return advance && asym && !dense.empty();
-  };
-
-  Progress progress(str_cat("quantize ", o_.method), spec.n_layer() + 1, "layer");
-  for (int64_t i = 0; i < spec.n_layer(); ++i) {
-    fp_layer.clear();
-    if (asym) {
-      const std::string prefix = str_cat("blk.", i, ".");
-      for (const auto& kv : plan)
-        if (kv.first.compare(0, prefix.size(), prefix) == 0)
-          fp_layer[kv.first] = params.at(kv.first).clone();
-    }
-    // Stages: GPTQ with true_sequential calibrates attn_in, attn_out, ffn_in, ffn_out in turn,
-    // each through the already-quantized groups before it (the experts of one stage are
-    // independent of each other); AWQ and plain GPTQ take every group from one pass.
-    std::vector<std::vector<LinearGroup>> stages;
-    {
-      const std::vector<LinearGroup> all = linear_groups(spec, i);
-      if (awq || !o_.gptq.true_sequential) {
-        stages.push_back(all);
-      } else {
-        for (int order = 0; order <= 3; ++order) {
-          std::vector<LinearGroup> st;
-          for (const LinearGroup& g : all)
-            if (g.order == order) st.push_back(g);
-          if (!st.empty()) stages.push_back(std::move(st));
-        }
-      }
-    }
-    bool coverage_reported = false;
-    bool xf_advanced = false;  // asym_calib: collect already moved Xf past this layer
-    for (const std::vector<LinearGroup>& groups : stages) {
-      std::map<std::string, std::string> group_of;
-      std::set<std::string> dense;
-      for (const LinearGroup& g : groups)
-        for (const std::string& mem : g.members)
-          if (plan.count(mem)) {
-            group_of[mem] = g.name;
-            if (asym && g.expert < 0) dense.insert(g.name);
-          }
-      if (group_of.empty()) continue;
-      std::map<std::string, Stats> stats;
-      xf_advanced |= collect(stats, group_of, dense, i, stages.size() == 1, layer_fn(i));
-      // MoE coverage: the calibration tokens routed to each expert (an expert's groups all see
-      // the same tokens); experts below moe_min_tokens, or with none, are quantized with rtn.
-      const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
-      std::set<std::string> hooked;
-      for (const auto& kv : group_of) hooked.insert(kv.second);
-      const int64_t min_rows = std::max<int64_t>(1, o_.moe_min_tokens);  // no token: always rtn
-      auto rows_of = [&](const LinearGroup& g) -> int64_t {
-        auto st = stats.find(g.name);
-        return st == stats.end() ? 0 : st->second.rows;
-      };
-      if (l.is_moe() && !coverage_reported) {
-        std::vector<int64_t> count(static_cast<size_t>(l.n_expert), -1);
-        for (const LinearGroup& g : groups)
-          if (g.expert >= 0 && hooked.count(g.name) && count[static_cast<size_t>(g.expert)] < 0)
-            count[static_cast<size_t>(g.expert)] = rows_of(g);
-        std::string counts, low;
-        bool any = false;
-        for (int64_t e = 0; e < l.n_expert; ++e) {
-          const int64_t n = count[static_cast<size_t>(e)];
-          counts += str_cat(e ? ", " : "", n < 0 ? std::string("-") : std::to_string(n));
-          if (n < 0) continue;
-          any = true;
-          if (n < min_rows)
-            low += str_cat(low.empty() ? "" : ", ", "expert ", e, " (", n, ")");
-        }
-        if (any) {
-          coverage_reported = true;
-          rep.notes.push_back(str_cat("blk.", i, " calibration tokens per expert (top-", l.n_expert_used,
-                                      " of ", l.n_expert, "): [", counts, "]",
-                                      low.empty() ? std::string()
-                                                  : str_cat("; below moe_min_tokens ", o_.moe_min_tokens,
-                                                            ", quantized with rtn: ", low)));
-        }
-      }
-      std::set<std::string> starved;  // expert groups quantized with rtn for lack of tokens
-      for (const LinearGroup& g : groups)
-        if (g.expert >= 0 && hooked.count(g.name) && rows_of(g) < min_rows)
-          starved.insert(g.name);
-      // AWQ searches and folds every group's scales first (the attn_out fold rescales attn_v's
-      // rows, the ffn_out fold ffn_up's), then every linear is quantized once, as AutoAWQ does.
-      std::map<std::string, torch::Tensor> group_H, group_D, group_X;
-      for (const LinearGroup& g : groups) {
-        auto st = stats.find(g.name);
-        if (st == stats.end() || starved.count(g.name)) continue;
-        torch::Tensor H = st->second.H;
-        torch::Tensor Xs;
-        if (awq) {
-          Xs = torch::cat(st->second.samples, 0);
-          st->second.samples.clear();
-          // Fold scales only where the producer of the input can absorb them exactly
-          // (linear_groups leaves prev_norm/prev_linear empty where it cannot).
-          if (!g.prev_norm.empty() || !g.prev_linear.empty()) {
-            const ScopedSeconds timer{t_method};
-            std::vector<torch::Tensor> Ws;
-            std::vector<Format> fs;
-            for (const std::string& n : g.members) {
-              Ws.push_back(params.at(n));
-              fs.push_back(plan.count(n) ? plan.at(n)->format : Format::kF32);
-            }
-            const AwqScaleResult sr = awq_search_scales(Ws, Xs, fs, o_.awq);
-            const torch::Tensor& s = sr.scales;
-            if (!g.prev_norm.empty()) {
-              params.at(g.prev_norm).div_(s);
-            } else {
-              params.at(g.prev_linear).div_(s.unsqueeze(1));
-              auto b = params.find(bias_of(g.prev_linear));
-              if (b != params.end()) b->second.div_(s);
-            }
-            for (const std::string& n : g.members) params.at(n).mul_(s.unsqueeze(0));
-            Xs = Xs / s.unsqueeze(0);
-            H = H / s.unsqueeze(1) / s.unsqueeze(0);
-            for (const std::string& n : g.members) {
-              if (plan.count(n))
-                plan.at(n)->note += str_cat(plan.at(n)->note.empty() ? "" : "; ", "awq alpha ",
-                                            sr.best_ratio, ", group err x",
-                                            sr.loss_plain > 0 ? sr.loss_best / sr.loss_plain : 1.0);
-            }
-          }
-        }
-        group_H[g.name] = H;
-        group_D[g.name] = st->second.D;
-        group_X[g.name] = Xs;
-      }
-      for (const LinearGroup& g : groups) {
-        const bool fallback = starved.count(g.name) > 0;
-        if (!fallback && !group_H.count(g.name)) continue;
-        const int64_t rows = stats.count(g.name) ? stats.at(g.name).rows : 0;
-        for (const std::string& n : g.members) {
-          if (!plan.count(n)) continue;
-          if (fallback)
-            plan.at(n)->note += str_cat(plan.at(n)->note.empty() ? "" : "; ", "expert ", g.expert,
-                                        " routed ", rows, " calibration tokens (< moe_min_tokens ",
-                                        o_.moe_min_tokens, "): rtn");
-          // AutoAWQ does not clip q and k: attention logits are too sensitive to it.
-          const bool clip_ok = n != names::blk(i, names::kAttnQ) && n != names::blk(i, names::kAttnK);
-          // A starved expert's H (if any) still weighs the reported output error.
-          const torch::Tensor H = fallback ? (stats.count(g.name) ? stats.at(g.name).H : torch::Tensor())
-                                           : group_H[g.name];
-          quantize_one(n, H, fallback ? torch::Tensor() : group_D[g.name],
-                       fallback ? torch::Tensor() : group_X[g.name], clip_ok, fallback);
-        }
-      }
-    }
-    // The quantized layer's outputs are the next layer's inputs.
-    const ScopedSeconds timer{t_propagate};
-    by_chunks(X, X, layer_fn(i));
-    if (asym && !xf_advanced) {
-      swap_fp();
-      by_chunks(Xf, Xf, layer_fn(i));
-      swap_fp();
-    }
-    fp_layer.clear();
-    progress.update(i + 1, str_cat("layer ", i));
-  }
-
-  const std::string head = spec.tied_embeddings ? names::kTokenEmbd : names::kOutput;
-  if (plan.count(head) && !m.packed.count(head)) {
-    std::map<std::string, Stats> stats;
+  std::optional<GroupRequest> request(int64_t layer, const LinearGroup& g) const override {
+    bool any = false;
+    for (const std::string& mem : g.members) any = any || plan_.count(mem);
+    // A head the walk already stored (never, today: only an untied embedding is stored before).
+    if (!any || (layer < 0 && m_.packed.count(g.members[0]))) return std::nullopt;
+    GroupRequest rq;
     // asym_calib leaves a tied head alone: its target would fit the logits, but the same table
     // is the embedding every layer was calibrated on (wikitext5m q4_0 at asym_calib 0.5: KL
     // 0.00115 with the tied head included, 0.00099 without).
-    const std::set<std::string> dense =
-        asym && !spec.tied_embeddings ? std::set<std::string>{"head"} : std::set<std::string>{};
-    (void)collect(stats, {{head, "head"}}, dense, -1, false,
-                  [&](const torch::Tensor& x) { return tf.head(x); });
-    torch::Tensor H = stats.at("head").H;
-    torch::Tensor Xs;
-    if (awq) {
-      Xs = torch::cat(stats.at("head").samples, 0);
-      // A tied head is also the embedding: scaling its columns would change the lookups.
-      if (!spec.tied_embeddings) {
-        const AwqScaleResult sr =
-            awq_search_scales({params.at(head)}, Xs, {plan.at(head)->format}, o_.awq);
-        params.at(names::kOutputNorm).div_(sr.scales);
-        params.at(head).mul_(sr.scales.unsqueeze(0));
-        Xs = Xs / sr.scales.unsqueeze(0);
-        H = H / sr.scales.unsqueeze(1) / sr.scales.unsqueeze(0);
+    rq.pair = asym_ && !(layer < 0 && m_.model.spec.tied_embeddings);
+    rq.sample_stride = stride_;
+    return rq;
+  }
+
+  // Untied embeddings are looked up, not multiplied: round to nearest before calibration so the
+  // layers see the quantized embedding.
+  void before_walk(Transformer& tf) override {
+    if (m_.model.spec.tied_embeddings || !plan_.count(names::kTokenEmbd)) return;
+    Planned& p = *plan_.at(names::kTokenEmbd);
+    torch::Tensor& W = tf.params().at(names::kTokenEmbd);
+    QuantResult r = rtn_quantize(W, p.format);
+    W.copy_(r.dequant);
+    p.note = p.note.empty() ? "embedding: rtn" : p.note + "; embedding: rtn";
+    pass_.store(m_, p, std::move(r), rep_);
+  }
+
+  void compress(const LayerStage& stage, StageStats& stats, Transformer& tf) override;
+
+ private:
+  // D (GPTQ asym_calib, dense groups): (Xf - X)^T X, the unquantized stream's inputs against the
+  // quantized stream's.
+  void quantize_one(Transformer& tf, const std::string& name, const torch::Tensor& H,
+                    const torch::Tensor& D, const torch::Tensor& X, bool allow_clip,
+                    bool rtn_fallback);
+
+  const QuantizePass& pass_;
+  const QuantizeOptions& o_;
+  CompressedModel& m_;
+  std::map<std::string, Planned*>& plan_;
+  PassReport& rep_;
+  const bool awq_, asym_;
+  const int64_t stride_;
+  std::set<int64_t> covered_;  // MoE blocks whose coverage was reported
+};
+
+void QuantizeMethod::quantize_one(Transformer& tf, const std::string& name, const torch::Tensor& H,
+                                  const torch::Tensor& D, const torch::Tensor& X, bool allow_clip,
+                                  bool rtn_fallback) {
+  Planned& p = *plan_.at(name);
+  torch::Tensor& W = tf.params().at(name);
+  const torch::Tensor pinned = pruned_mask(m_, name);
+  QuantResult r;
+  // A method's error names the tensor.
+  try {
+    if (!codec::has_grid(p.format) || rtn_fallback) {
+      r = rtn_quantize(W, p.format, H);
+    } else if (awq_) {
+      torch::Tensor clip;
+      if (o_.awq.clip && allow_clip && X.defined()) clip = awq_search_clip(W, X, p.format, o_.awq);
+      r = rtn_quantize(W, p.format, H, clip);
+    } else {
+      // asym_calib: GPTQ on the least-squares target, whose output error on the quantized stream
+      // is the asymmetric objective up to a constant.
+      const torch::Tensor target =
+          D.defined() ? gptq_asym_target(W, H, D, o_.gptq.asym_calib, o_.gptq.damp) : W;
+      r = gptq_quantize(target, H, p.format, o_.gptq, pinned);
+      if (!p.same_size.empty()) {
+        double best = r.rel_output_error;  // against the target, on this H
+        std::string tried = str_cat(fname(p.format), " ", best);
+        for (const auto& [f, kl] : p.same_size) {
+          QuantResult alt = gptq_quantize(target, H, f, o_.gptq, pinned);
+          const double e = alt.rel_output_error;
+          tried += str_cat(", ", fname(f), " ", e);
+          if (e < best) {
+            best = e;
+            r = std::move(alt);
+            p.format = f;
+            p.kl_sens = kl;
+          }
+        }
+        p.note += str_cat(p.note.empty() ? "" : "; ", "same-size formats by output error: ", tried);
+      }
+      // Reported against the original weights, like every other method.
+      if (D.defined()) {
+        r.dist = distortion(W, r.dequant);
+        r.rel_output_error = rel_output_error(W, r.dequant, H);
       }
     }
-    quantize_one(head, H, stats.at("head").D, Xs, true, false);
+  } catch (const Error& e) {
+    fail(name, ": ", e.what());
   }
-  progress.update(spec.n_layer() + 1);
-  progress.finish(str_cat(rep.tensors.size(), " tensors, ", N, " x ", T, " calibration tokens"));
+  W.copy_(r.dequant);
+  pass_.store(m_, p, std::move(r), rep_);
+}
+
+void QuantizeMethod::compress(const LayerStage& stage, StageStats& stats, Transformer& tf) {
+  const ScopedSeconds timer{method_seconds};
+  auto& params = tf.params();
+  const int64_t i = stage.layer;
+  const std::vector<LinearGroup>& groups = stage.groups;
+  const int64_t min_rows = std::max<int64_t>(1, o_.moe_min_tokens);  // no token: always rtn
+  // MoE coverage: the calibration tokens routed to each expert (an expert's groups all see the
+  // same tokens); experts below moe_min_tokens, or with none, are quantized with rtn.
+  if (!covered_.count(i)) {
+    const std::string note = expert_coverage_note(
+        m_.model.spec, stage, stats, min_rows,
+        str_cat("below moe_min_tokens ", o_.moe_min_tokens, ", quantized with rtn: "));
+    if (!note.empty()) {
+      covered_.insert(i);
+      rep_.notes.push_back(note);
+    }
+  }
+  auto rows_of = [&](const LinearGroup& g) -> int64_t {
+    auto st = stats.find(g.name);
+    return st == stats.end() ? 0 : st->second.rows;
+  };
+  std::set<std::string> starved;  // expert groups quantized with rtn for lack of tokens
+  for (const LinearGroup& g : groups)
+    if (g.expert >= 0 && rows_of(g) < min_rows) starved.insert(g.name);
+  // AWQ searches and folds every group's scales first (the attn_out fold rescales attn_v's
+  // rows, the ffn_out fold ffn_up's), then every linear is quantized once, as AutoAWQ does.
+  std::map<std::string, torch::Tensor> group_H, group_D, group_X;
+  for (const LinearGroup& g : groups) {
+    auto st = stats.find(g.name);
+    if (st == stats.end() || starved.count(g.name)) continue;
+    torch::Tensor H = st->second.H;
+    torch::Tensor Xs;
+    if (awq_) {
+      Xs = torch::cat(st->second.samples, 0);
+      st->second.samples.clear();
+      // Fold scales only where the producer of the input can absorb them exactly
+      // (linear_groups leaves prev_norm/prev_linear empty where it cannot).
+      if (!g.prev_norm.empty() || !g.prev_linear.empty()) {
+        std::vector<torch::Tensor> Ws;
+        std::vector<Format> fs;
+        for (const std::string& n : g.members) {
+          Ws.push_back(params.at(n));
+          fs.push_back(plan_.count(n) ? plan_.at(n)->format : Format::kF32);
+        }
+        const AwqScaleResult sr = awq_search_scales(Ws, Xs, fs, o_.awq);
+        const torch::Tensor& s = sr.scales;
+        if (!g.prev_norm.empty()) {
+          params.at(g.prev_norm).div_(s);
+        } else {
+          params.at(g.prev_linear).div_(s.unsqueeze(1));
+          auto b = params.find(bias_of(g.prev_linear));
+          if (b != params.end()) b->second.div_(s);
+        }
+        for (const std::string& n : g.members) params.at(n).mul_(s.unsqueeze(0));
+        Xs = Xs / s.unsqueeze(0);
+        H = H / s.unsqueeze(1) / s.unsqueeze(0);
+        for (const std::string& n : g.members) {
+          if (plan_.count(n))
+            plan_.at(n)->note += str_cat(plan_.at(n)->note.empty() ? "" : "; ", "awq alpha ",
+                                         sr.best_ratio, ", group err x",
+                                         sr.loss_plain > 0 ? sr.loss_best / sr.loss_plain : 1.0);
+        }
+      }
+    }
+    group_H[g.name] = H;
+    group_D[g.name] = st->second.D;
+    group_X[g.name] = Xs;
+  }
+  for (const LinearGroup& g : groups) {
+    const bool fallback = starved.count(g.name) > 0;
+    if (!fallback && !group_H.count(g.name)) continue;
+    const int64_t rows = rows_of(g);
+    for (const std::string& n : g.members) {
+      if (!plan_.count(n)) continue;
+      if (fallback)
+        plan_.at(n)->note += str_cat(plan_.at(n)->note.empty() ? "" : "; ", "expert ", g.expert,
+                                     " routed ", rows, " calibration tokens (< moe_min_tokens ",
+                                     o_.moe_min_tokens, "): rtn");
+      // AutoAWQ does not clip q and k: attention logits are too sensitive to it.
+      const bool clip_ok = n != names::blk(i, names::kAttnQ) && n != names::blk(i, names::kAttnK);
+      // A starved expert's H (if any) still weighs the reported output error.
+      const torch::Tensor H = fallback ? (stats.count(g.name) ? stats.at(g.name).H : torch::Tensor())
+                                       : group_H[g.name];
+      quantize_one(tf, n, H, fallback ? torch::Tensor() : group_D[g.name],
+                   fallback ? torch::Tensor() : group_X[g.name], clip_ok, fallback);
+    }
+  }
+}
+
+void QuantizePass::quantize_layerwise(CompressedModel& m, const CalibrationSet& cal,
+                                      std::map<std::string, Planned*>& plan, PassReport& rep) {
+  torch::NoGradGuard ng;
+  Transformer tf(m.model.spec, m.model.tensors);
+  QuantizeMethod method(*this, m, cal, plan, rep);
+  LayerwiseOptions lo;
+  lo.batch = o_.calib_batch;
+  lo.sequential = o_.method == "gptq" && o_.gptq.true_sequential;
+  lo.second_stream = method.asym();
+  lo.label = str_cat("quantize ", o_.method);
+  const LayerwiseTimes t = run_layerwise(tf, cal, method, lo);
+  // Where the time goes: forwards that collect H, the method's own work (searches and solves),
+  // and forwards through each layer once it is quantized.
   char buf[256];
   std::snprintf(buf, sizeof buf,
                 "time: %.1f s forwards collecting H, %.1f s %s, %.1f s forwards through the "
                 "quantized layers",
-                t_collect, t_method, o_.method.c_str(), t_propagate);
+                t.collect, method.method_seconds, o_.method.c_str(), t.propagate);
   rep.notes.push_back(buf);
 
   // AWQ changed norms and unquantized linears: the model keeps those exact fp32 values.
   for (auto& kv : m.model.tensors)
-    if (!m.packed.count(kv.first)) kv.second.data = to_vector(params.at(kv.first));
+    if (!m.packed.count(kv.first)) kv.second.data = to_vector(tf.params().at(kv.first));
 }
 
 PassReport QuantizePass::run(CompressedModel& m, PassContext& ctx) {
@@ -786,16 +633,10 @@ PassReport QuantizePass::run(CompressedModel& m, PassContext& ctx) {
   PassReport rep;
   rep.pass = name();
   rep.options = resolved_options();
-  std::vector<Planned> planned = plan(m);
-  if (needs_calibration()) {
-    SLMC_CHECK(ctx.calibration != nullptr && !ctx.calibration->rows.empty(), at("method"),
-               ": ", o_.target_bpw > 0 ? "target_bpw" : "method " + o_.method,
-               " needs calibration data (--calib DATA or data.calibration in the recipe)");
-    for (const auto& r : ctx.calibration->rows)
-      for (int32_t id : r)
-        SLMC_CHECK(id >= 0 && id < m.model.spec.vocab, ctx.calibration->origin, ": token id ", id,
-                   " is outside the model's vocab [0, ", m.model.spec.vocab, ")");
-  }
+  std::vector<Planned> planned = plan(m.model.spec);
+  if (needs_calibration())
+    (void)require_calibration(ctx, m.model.spec, at("method"),
+                              o_.target_bpw > 0 ? "target_bpw" : "method " + o_.method);
   if (o_.target_bpw > 0) allocate_mixed(m, *ctx.calibration, planned, rep);
   for (const Planned& p : planned)
     if (p.fallback) rep.notes.push_back(p.name + ": " + p.note);
@@ -865,28 +706,16 @@ Format fallback_format(Format f, int64_t cols) {
   return Format::kF16;
 }
 
-std::unique_ptr<Pass> make_quantize_pass(QuantizeOptions o, std::map<std::string, std::string> where,
-                                         std::set<std::string> explicit_keys) {
-  return std::make_unique<QuantizePass>(std::move(o), std::move(where), std::move(explicit_keys));
+std::unique_ptr<Pass> make_quantize_pass(QuantizeOptions o, OptionOrigins origins) {
+  return std::make_unique<QuantizePass>(std::move(o), std::move(origins));
 }
 
 void register_quantize_pass() {
-  register_pass("quantize", "post-training quantization: rtn, gptq, awq, target_bpw mixes",
-                [](const std::string& file, const YAML::Node& node) {
-                  QuantizeOptions o;
-                  YamlBinder b(file, node, "quantize");
-                  o.visit(b);
-                  b.reject_unknown();
-                  std::map<std::string, std::string> where;
-                  std::set<std::string> keys;
-                  where["quantize"] = yaml_where(file, node);
-                  for (const auto& kv : node) {
-                    const std::string k = kv.first.as<std::string>();
-                    where[k] = yaml_where(file, kv.second) + ": key '" + k + "'";
-                    keys.insert(k);
-                  }
-                  return make_quantize_pass(std::move(o), std::move(where), std::move(keys));
-                });
+  register_options_pass<QuantizeOptions>(
+      "quantize", "post-training quantization: rtn, gptq, awq, target_bpw mixes",
+      [](QuantizeOptions o, OptionOrigins origins) {
+        return make_quantize_pass(std::move(o), std::move(origins));
+      });
 }
 
 }  // namespace slmc::quant

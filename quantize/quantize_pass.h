@@ -1,8 +1,9 @@
 // The `quantize` pass: selects tensors (targets/ignore), plans a codec format for each (one format,
 // fallbacks, or a mix under a bits-per-weight budget), and quantizes them with RTN, GPTQ or AWQ.
-// GPTQ and AWQ calibrate layer by layer: the calibration batch runs through layer i, its linears
-// are quantized, and the quantized layer's outputs feed layer i+1, so peak memory holds one
-// layer's activations whatever the depth. Policy and defaults: quantize/README.md.
+// GPTQ and AWQ calibrate layer by layer with compress/model/layerwise.h: the calibration batch runs
+// through layer i, its linears are quantized, and the quantized layer's outputs feed layer i+1,
+// so peak memory holds one layer's activations whatever the depth. Pruned weights (the model's
+// sparsity masks) stay exactly zero. Policy and defaults: quantize/README.md.
 #pragma once
 
 #include <map>
@@ -67,10 +68,9 @@ codec::Format resolve_format(const QuantizeOptions& o, const std::string& where)
 // -> f16; q8_0 -> f16); f16 holds any row.
 codec::Format fallback_format(codec::Format f, int64_t cols);
 
-// `where` maps option keys to "file:line" (or "--flag") for error messages; `explicit_keys` are
-// the keys the user set (explicit group sizes are held to the tensors, defaults fall back).
-std::unique_ptr<Pass> make_quantize_pass(QuantizeOptions o, std::map<std::string, std::string> where,
-                                         std::set<std::string> explicit_keys);
+// `origins` says where each option key came from (recipe file:line or --flag) and which keys the
+// user set (explicit group sizes are held to the tensors, defaults fall back).
+std::unique_ptr<Pass> make_quantize_pass(QuantizeOptions o, OptionOrigins origins);
 
 // Registers "quantize" with the pass registry (from a recipe mapping).
 void register_quantize_pass();

@@ -2,6 +2,7 @@
 
 #include "compress/cli/commands.h"
 #include "compress/core/error.h"
+#include "compress/eval/sources.h"
 #include "export/format/gguf.h"
 #include "export/format/slm_format.h"
 
@@ -32,17 +33,7 @@ LoadedBackend::LoadedBackend(const std::string& flag, const std::string& model_p
 }
 
 LogitsSource runtime_logits_source(RuntimeBackend& rt, int64_t ctx) {
-  return [&rt, ctx](const std::vector<Window>& windows, const LogitsSink& sink) {
-    runtime::Session session(*rt.model, *rt.pool, ctx);
-    std::vector<float> logits;
-    for (const Window& w : windows) {
-      const int64_t n = static_cast<int64_t>(w.input.size());
-      logits.resize(static_cast<size_t>(n * rt.model->spec().vocab));
-      session.reset();
-      session.forward(w.input.data(), n, logits.data(), /*all_logits=*/true);
-      sink(logits.data(), w.targets.data(), n);
-    }
-  };
+  return slmc::runtime_logits_source(*rt.model, *rt.pool, ctx);
 }
 
 }  // namespace slmc::cli

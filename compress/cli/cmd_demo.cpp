@@ -8,7 +8,6 @@
 
 #include "compress/cli/commands.h"
 #include "compress/cli/common.h"
-#include "compress/cli/pipeline.h"
 #include "compress/cli/synthetic_corpus.h"
 #include "compress/cli/train_run.h"
 #include "compress/core/atomic_file.h"
@@ -117,17 +116,20 @@ void run_demo(const DemoOptions& o) {
   std::printf("\n== int4 GPTQ (%s) ==\n", recipe_path.c_str());
   std::fflush(stdout);
   const Recipe rec = load_recipe(recipe_path);
-  PipelineInput in;
+  RunInput in;
   in.model_path = model_dir;
-  for (const Stage& st : rec.stages) in.passes.push_back(st.pass.get());
+  in.tokenizer = resolve_tokenizer(model_dir, "", false);
+  for (const Stage& st : rec.stages) in.stages.push_back({st.pass.get(), st.where});
   in.calibration = rec.calibration;
   in.eval = rec.eval;
   in.gates = rec.gates;
-  in.out = rec.exports.at(0).path;
-  run_pipeline(in);
+  in.exports = rec.exports;
+  in.threads = global_options().threads;
+  run_and_print(in, false);
+  const std::string& slm = rec.exports.at(0).path;
   std::printf("\nnext: slmc eval --model %s --data %s\n      slmc generate --model %s --prompt \"One day\"\n"
               "      slmc bench --model %s\n",
-              model_dir.c_str(), val_txt.c_str(), in.out.c_str(), in.out.c_str());
+              model_dir.c_str(), val_txt.c_str(), slm.c_str(), slm.c_str());
 }
 }  // namespace
 

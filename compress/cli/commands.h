@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "compress/recipe/runner.h"
+
 namespace slmc::cli {
 
 void setup_inspect(CLI::App& app);
@@ -18,6 +20,13 @@ void setup_bench(CLI::App& app);
 void setup_quantize(CLI::App& app);
 void setup_run(CLI::App& app);
 void setup_distill(CLI::App& app);
+void setup_prune(CLI::App& app);
+
+// Registers every built-in pass with the registry (call before recipes are parsed).
+void register_builtin_passes();
+// Runs `in` with the recipe runner, prints its report (text, or one JSON object), and throws
+// slmc::Error naming the gate when a gate failed. Shared by quantize, prune and run.
+void run_and_print(const RunInput& in, bool json);
 
 // Global flags, applied before any subcommand runs.
 struct GlobalOptions {

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   setup_bench(app);
   setup_quantize(app);
   setup_run(app);
+  setup_prune(app);
   setup_distill(app);
   try {
     app.parse(argc, argv);

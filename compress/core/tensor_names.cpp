@@ -3,6 +3,7 @@
 #include <set>
 
 #include "compress/core/error.h"
+#include "compress/core/units.h"
 
 namespace slmc {
 
@@ -70,14 +71,21 @@ std::vector<LinearGroup> linear_groups(const ModelSpec& spec, int64_t i) {
              spec.n_layer(), ")");
   const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
   auto b = [&](const char* s) { return names::blk(i, s); };
+  // A producer's rows can absorb the consumer's input scales exactly only when they feed its
+  // columns one to one (units.h): attn_v's rows feed attn_output's columns so only without GQA
+  // sharing (every value head serves one query head); ffn_up's rows always feed ffn_down's.
+  const std::vector<UnitSet> units = unit_sets(spec, i);
+  auto fold = [&](const std::string& producer) {
+    for (const UnitSet& u : units)
+      if (u.expert < 0 && feeds_one_to_one(u, producer)) return producer;
+    return std::string();
+  };
   std::vector<LinearGroup> g;
   g.push_back({"attn_in", {b(names::kAttnQ), b(names::kAttnK), b(names::kAttnV)}, b(names::kAttnNorm), "", -1, 0});
-  // attn_v's rows scale attn_output's input exactly only when every value head serves one query
-  // head (no GQA sharing).
-  g.push_back({"attn_out", {b(names::kAttnOut)}, "", l.n_head == l.n_kv_head ? b(names::kAttnV) : "", -1, 1});
+  g.push_back({"attn_out", {b(names::kAttnOut)}, "", fold(b(names::kAttnV)), -1, 1});
   if (!l.is_moe()) {
     g.push_back({"ffn_in", {b(names::kFfnGate), b(names::kFfnUp)}, b(names::kFfnNorm), "", -1, 2});
-    g.push_back({"ffn_out", {b(names::kFfnDown)}, "", b(names::kFfnUp), -1, 3});
+    g.push_back({"ffn_out", {b(names::kFfnDown)}, "", fold(b(names::kFfnUp)), -1, 3});
   } else {
     // ffn_norm also feeds the router and every other expert: nothing to fold into.
     for (int64_t e = 0; e < l.n_expert; ++e) {
@@ -85,10 +93,20 @@ std::vector<LinearGroup> linear_groups(const ModelSpec& spec, int64_t i) {
       g.push_back({p + "ffn_in",
                    {names::expert(i, e, names::kFfnGate), names::expert(i, e, names::kFfnUp)},
                    "", "", e, 2});
+      const std::string up = names::expert(i, e, names::kFfnUp);
+      const bool one_to_one = feeds_one_to_one(units[static_cast<size_t>(1 + e)], up);
       g.push_back({p + "ffn_out", {names::expert(i, e, names::kFfnDown)}, "",
-                   names::expert(i, e, names::kFfnUp), e, 3});
+                   one_to_one ? up : std::string(), e, 3});
     }
   }
+  return g;
+}
+
+LinearGroup head_group(const ModelSpec& spec) {
+  LinearGroup g;
+  g.name = "head";
+  g.members = {spec.tied_embeddings ? names::kTokenEmbd : names::kOutput};
+  if (!spec.tied_embeddings) g.prev_norm = names::kOutputNorm;
   return g;
 }
 

@@ -71,6 +71,10 @@ struct LinearGroup {
   int order = 0;
 };
 std::vector<LinearGroup> linear_groups(const ModelSpec& spec, int64_t layer);
+// The output head as a group of its own ("head"): output.weight, or token_embd.weight when tied,
+// fed by output_norm; prev_norm is set only when untied (a tied head's columns are also the
+// embedding, so nothing may be folded into them).
+LinearGroup head_group(const ModelSpec& spec);
 
 // Checks that `tensors` holds exactly the expected set with the expected shapes.
 // `origin` (a path) goes into the error message.

@@ -6,6 +6,7 @@
 
 #include "compress/core/error.h"
 #include "compress/core/progress.h"
+#include "compress/eval/sources.h"
 #include "compress/io/h5.h"
 #include "compress/model/sampler.h"
 
@@ -36,13 +37,46 @@ double kl_from_logits(const float* ref, const float* model, int64_t vocab) {
   return std::max(0.0, kl);
 }
 
+void EvalAccumulator::add(const float* logits, const int32_t* targets, int64_t n,
+                          const float* ref) {
+  for (int64_t t = 0; t < n; ++t) nll_sum_ += token_nll(logits + t * vocab_, vocab_, targets[t]);
+  if (ref)
+    for (int64_t t = 0; t < n; ++t) {
+      const float* a = ref + t * vocab_;
+      const float* b = logits + t * vocab_;
+      kls_.push_back(kl_from_logits(a, b, vocab_));
+      agree_ += argmax(a, vocab_) == argmax(b, vocab_);
+    }
+  n_tokens_ += n;
+}
+
+EvalResult EvalAccumulator::result(int64_t n_windows, double seconds) const {
+  SLMC_CHECK(n_tokens_ > 0, "eval: no tokens to evaluate");
+  EvalResult r;
+  r.n_windows = n_windows;
+  r.n_tokens = n_tokens_;
+  r.seconds = seconds;
+  r.nll = nll_sum_ / static_cast<double>(n_tokens_);
+  r.ppl = std::exp(r.nll);
+  r.tok_per_s = static_cast<double>(n_tokens_) / std::max(1e-9, seconds);
+  if (!kls_.empty()) {
+    r.has_ref = true;
+    double s = 0;
+    for (double k : kls_) s += k;
+    r.kl_mean = s / static_cast<double>(kls_.size());
+    std::vector<double> sorted = kls_;
+    std::sort(sorted.begin(), sorted.end());
+    // Nearest-rank 99th percentile.
+    const size_t rank = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(sorted.size())));
+    r.kl_p99 = sorted[std::min(sorted.size() - 1, rank > 0 ? rank - 1 : 0)];
+    r.top1 = static_cast<double>(agree_) / static_cast<double>(sorted.size());
+  }
+  return r;
+}
+
 EvalResult evaluate(const Transformer& model, const std::vector<Window>& windows,
                     const EvalOptions& opt) {
-  return evaluate(
-      [&](const std::vector<Window>& ws, const LogitsSink& sink) {
-        for_each_window_logits(model, ws, opt.batch, sink);
-      },
-      model.spec().vocab, windows, opt);
+  return evaluate(torch_logits_source(model, opt.batch), model.spec().vocab, windows, opt);
 }
 
 EvalResult evaluate(const LogitsSource& source, int64_t vocab, const std::vector<Window>& windows,
@@ -63,51 +97,27 @@ EvalResult evaluate(const LogitsSource& source, int64_t vocab, const std::vector
                " (use the same data and --ctx)");
   }
 
-  EvalResult r;
-  r.n_windows = static_cast<int64_t>(windows.size());
-  double nll_sum = 0;
-  std::vector<double> kls;
-  int64_t agree = 0;
+  EvalAccumulator acc(vocab);
   std::vector<float> ref_rows;
   std::vector<int32_t> ref_targets;
   Progress bar("eval", total, "tok");
   source(windows, [&](const float* logits, const int32_t* targets, int64_t n) {
-        for (int64_t t = 0; t < n; ++t) nll_sum += token_nll(logits + t * vocab, vocab, targets[t]);
-        if (writer) writer->append(logits, targets, n);
-        if (ref) {
-          ref_rows.resize(static_cast<size_t>(n * vocab));
-          ref_targets.resize(static_cast<size_t>(n));
-          ref->read(r.n_tokens, n, ref_rows.data(), ref_targets.data());
-          for (int64_t t = 0; t < n; ++t) {
-            SLMC_CHECK(ref_targets[static_cast<size_t>(t)] == targets[t], opt.ref_logits,
-                       ": target token at position ", r.n_tokens + t, " is ",
-                       ref_targets[static_cast<size_t>(t)], ", this evaluation has ", targets[t],
-                       " (different data or --ctx)");
-            const float* a = ref_rows.data() + t * vocab;
-            const float* b = logits + t * vocab;
-            kls.push_back(kl_from_logits(a, b, vocab));
-            agree += argmax(a, vocab) == argmax(b, vocab);
-          }
-        }
-        r.n_tokens += n;
-        bar.update(r.n_tokens);
-      });
-  r.seconds = bar.elapsed_s();
+    if (writer) writer->append(logits, targets, n);
+    if (ref) {
+      ref_rows.resize(static_cast<size_t>(n * vocab));
+      ref_targets.resize(static_cast<size_t>(n));
+      ref->read(acc.n_tokens(), n, ref_rows.data(), ref_targets.data());
+      for (int64_t t = 0; t < n; ++t)
+        SLMC_CHECK(ref_targets[static_cast<size_t>(t)] == targets[t], opt.ref_logits,
+                   ": target token at position ", acc.n_tokens() + t, " is ",
+                   ref_targets[static_cast<size_t>(t)], ", this evaluation has ", targets[t],
+                   " (different data or --ctx)");
+    }
+    acc.add(logits, targets, n, ref ? ref_rows.data() : nullptr);
+    bar.update(acc.n_tokens());
+  });
   if (writer) writer->commit();
-  r.nll = nll_sum / static_cast<double>(r.n_tokens);
-  r.ppl = std::exp(r.nll);
-  r.tok_per_s = static_cast<double>(r.n_tokens) / std::max(1e-9, r.seconds);
-  if (ref) {
-    r.has_ref = true;
-    double s = 0;
-    for (double k : kls) s += k;
-    r.kl_mean = s / static_cast<double>(kls.size());
-    std::sort(kls.begin(), kls.end());
-    // Nearest-rank 99th percentile.
-    const size_t rank = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(kls.size())));
-    r.kl_p99 = kls[std::min(kls.size() - 1, rank > 0 ? rank - 1 : 0)];
-    r.top1 = static_cast<double>(agree) / static_cast<double>(kls.size());
-  }
+  const EvalResult r = acc.result(static_cast<int64_t>(windows.size()), bar.elapsed_s());
   char summary[96];
   std::snprintf(summary, sizeof summary, "%.4f nats/token, ppl %.3f", r.nll, r.ppl);
   bar.finish(summary);

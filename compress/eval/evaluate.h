@@ -39,4 +39,22 @@ EvalResult evaluate(const Transformer& model, const std::vector<Window>& windows
 // KL(p || q) in nats for two logit rows (softmax taken here), computed in double.
 double kl_from_logits(const float* ref, const float* model, int64_t vocab);
 
+// The running sums behind an EvalResult: NLL of the targets, and with reference rows the
+// per-position KL(reference || model) and argmax agreement, in position order.
+class EvalAccumulator {
+ public:
+  explicit EvalAccumulator(int64_t vocab) : vocab_(vocab) {}
+  // logits and ref: (n, vocab) row-major; ref may be null.
+  void add(const float* logits, const int32_t* targets, int64_t n, const float* ref);
+  int64_t n_tokens() const { return n_tokens_; }
+  // Throws slmc::Error when no token was added.
+  EvalResult result(int64_t n_windows, double seconds) const;
+
+ private:
+  int64_t vocab_;
+  int64_t n_tokens_ = 0, agree_ = 0;
+  double nll_sum_ = 0;
+  std::vector<double> kls_;
+};
+
 }  // namespace slmc

@@ -29,12 +29,12 @@ struct DataSpec {
 };
 
 struct ExportSpec {
-  std::string format = "slm";  // only slm today
+  std::string format = "slm";  // slm (file) or hf (Hugging Face directory)
   std::string path;
   std::string where;
   template <class V>
   void visit(V& v) {
-    v("format", format, "artifact format: slm");
+    v("format", format, "artifact format: slm, or hf (a Hugging Face directory)");
     v("path", path, "output file (relative paths: to the working directory)");
   }
 };

@@ -43,7 +43,7 @@ TEST_P(FamilyQuantize, Int4GptqRuntimeMatchesLibTorch) {
   TempDir d;
   const nlohmann::json j = quantize_gptq(GetParam(), d);
   ASSERT_FALSE(j.is_null());
-  const auto& qz = j["eval"]["quantized"];
+  const auto& qz = j["eval"]["compressed"];
   const double ppl = qz["ppl"].get<double>();
   const double ppl_torch = j["eval"]["torch_same_artifact"]["ppl"].get<double>();
   std::printf("[ family   ] %-22s int4 gptq: %.3f bits/weight, ppl runtime %.5f, LibTorch %.5f, KL %.4g, top-1 %.3f\n",

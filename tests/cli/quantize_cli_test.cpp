@@ -39,7 +39,7 @@ TEST_P(CliRecipes, RunsOnStories260K) {
   const nlohmann::json j =
       quantize_json("--recipe " + q(kRecipes + "/" + GetParam()) + kCalib, d);
   ASSERT_FALSE(j.is_null());
-  const auto& qz = j["eval"]["quantized"];
+  const auto& qz = j["eval"]["compressed"];
   EXPECT_LT(qz["bits_per_weight"].get<double>(), 11.0);
   EXPECT_GT(qz["top1"].get<double>(), 0.5);
   EXPECT_TRUE(std::isfinite(qz["kl"].get<double>()));
@@ -63,9 +63,9 @@ INSTANTIATE_TEST_SUITE_P(All, CliRecipes,
 TEST(CliQuantize, CalibratedMethodsBeatRoundToNearest) {
   TempDir d;
   const std::string common = " --bits 4 --format q4_0 --head-format q4_0 --ignore ffn_down" + kCalib;
-  const double rtn = quantize_json("--method rtn" + common, d)["eval"]["quantized"]["kl"].get<double>();
-  const double gptq = quantize_json("--method gptq" + common, d)["eval"]["quantized"]["kl"].get<double>();
-  const double awq = quantize_json("--method awq" + common, d)["eval"]["quantized"]["kl"].get<double>();
+  const double rtn = quantize_json("--method rtn" + common, d)["eval"]["compressed"]["kl"].get<double>();
+  const double gptq = quantize_json("--method gptq" + common, d)["eval"]["compressed"]["kl"].get<double>();
+  const double awq = quantize_json("--method awq" + common, d)["eval"]["compressed"]["kl"].get<double>();
   EXPECT_LT(gptq, rtn) << "gptq " << gptq << " rtn " << rtn;
   EXPECT_LT(awq, rtn) << "awq " << awq << " rtn " << rtn;
 }
