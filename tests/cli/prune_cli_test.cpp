@@ -186,7 +186,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"EveryLayer", "--structured layers --sparsity 0.95",
                 "would remove every one of the 5 layers"},
         BadCase{"TargetsNothing", "--method wanda --sparsity 0.5 --targets attn_qq",
-                "targets pattern 'attn_qq' matches no tensor"},
+                "targets pattern \"attn_qq\" matches no tensor"},
         BadCase{"HeadTableUnknown", "--structured heads --sparsity 0.25 --targets ffn_down",
                 "targets select blk.0.ffn_down.weight, which belongs to no head unit"},
         BadCase{"NoCalibration", "--method sparsegpt --sparsity 0.5",
