@@ -289,6 +289,10 @@ void GgufFile::parse() {
              " exceeds what the ", size_, "-byte file can hold");
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key = c.str(str_cat("metadata key ", k));
+    // Keys are printable ASCII (the GGUF spec's lower_snake_case with dots): checked here, so every
+    // message below may name the key as it is.
+    SLMC_CHECK(!key.empty() && key.size() <= 256 && printable(key, 256) == key, o,
+               ": GGUF metadata key ", k, " ", quoted_excerpt(key), " is not 1..256 printable ASCII bytes");
     const uint32_t t = c.read<uint32_t>("value type of '" + key + "'");
     GgufValue v = read_value(c, t, key, o);
     SLMC_CHECK(!kv_.count(key), o, ": GGUF metadata key '", key, "' appears twice");
@@ -316,6 +320,8 @@ void GgufFile::parse() {
     const std::string& nm = r.name;
     SLMC_CHECK(!nm.empty() && nm.size() <= 256, o, ": GGUF tensor ", k, " has a name of ",
                nm.size(), " bytes (1..256 allowed)");
+    SLMC_CHECK(printable(nm, 256) == nm, o, ": GGUF tensor ", k, " name ", quoted_excerpt(nm),
+               " has bytes outside printable ASCII");
     const uint32_t n_dims = c.read<uint32_t>("n_dims of tensor " + nm);
     SLMC_CHECK(n_dims >= 1 && n_dims <= kGgufMaxDims, o, ": GGUF tensor ", nm, " has ", n_dims,
                " dims (1..", kGgufMaxDims, " allowed)");

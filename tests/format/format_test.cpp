@@ -556,7 +556,9 @@ TEST(SlmHostile, SpecDeclaringMillionsOfTensorsIsRefusedBeforeTheTable) {
   const auto t0 = std::chrono::steady_clock::now();
   expect_error([&] { SlmFile f(path); }, path, {"key 'layers' holds 1500 layers", "n_expert up to 4096", "at most 1048576"});
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_LT(s, 1.0);
+  // Building the table would take minutes and 4 GB; the refusal takes well under a second (a
+  // generous bound: sanitizer builds on a loaded host are slow). The memory bound is the real check.
+  EXPECT_LT(s, 30.0);
   EXPECT_LT(peak_rss_kb() - rss0, 200 * 1024) << "the refusal must not allocate the table";
   // Within the spec limits but beyond what this file's table holds: refused by the table bound.
   write_bytes(path, file_with_spec(moe_spec_json(4096, 64)));

@@ -9,6 +9,7 @@
 #include "compress/core/error.h"
 #include "export/format/gguf.h"
 #include "export/format/gguf_model.h"
+#include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
@@ -25,13 +26,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::vector<uint8_t> rows(rb * static_cast<size_t>(src.rows));
         slmc::format::gguf_read_rows(f, src, rows.data());
       }
-    } catch (const slmc::Error&) {
+    } catch (const slmc::Error& e) {
+      slmc::fuzz::check_message(e);
     }
     try {
       slmc::format::gguf_tokenizer(f);
-    } catch (const slmc::Error&) {
+    } catch (const slmc::Error& e) {
+      slmc::fuzz::check_message(e);
     }
-  } catch (const slmc::Error&) {
+  } catch (const slmc::Error& e) {
+    slmc::fuzz::check_message(e);
   }
   return 0;
 }

@@ -53,7 +53,7 @@ class StandIn final : public slmc::Pass {
     return p.os.str();
   }
   bool needs_calibration() const override { return false; }
-  void validate(const slmc::CompressedModel&) const override {}
+  slmc::ModelSpec output_spec(const slmc::ModelSpec& in) const override { return in; }
   slmc::PassReport run(slmc::CompressedModel&, slmc::PassContext&) override { return {}; }
 
  private:
