@@ -1,6 +1,7 @@
 #include "export/format/gguf_model.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -8,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unordered_map>
 #include <unordered_set>
 
 #include "compress/core/error.h"
@@ -581,6 +583,51 @@ ModelSpec gguf_model_spec(const GgufFile& f) {
   return s;
 }
 
+// ---- SentencePiece-style vocabularies ("llama") -------------------------------------------------
+
+namespace {
+
+// A "llama" vocabulary as slmc's SentencePiece BPE model (what load_sentencepiece reads, built
+// as a ModelProto): llama.cpp's SPM tokenizer merges the same way (best-scoring piece first).
+// `ids`: unk, bos, eos, pad.
+std::unique_ptr<Tokenizer> spm_tokenizer(const std::vector<std::string>& pieces,
+                                         const std::vector<double>& scores,
+                                         const std::vector<int64_t>& types,
+                                         const std::array<int64_t, 4>& ids, bool add_space_prefix,
+                                         const std::string& o) {
+  std::string pb;
+  bool byte_fallback = false;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    std::string piece;
+    const int64_t t = types[i];
+    SLMC_CHECK(t >= 1 && t <= 6, o, ": GGUF token ", i, " has type ", t, " (1..6 allowed)");
+    byte_fallback |= t == kTokByte;
+    pb_bytes(piece, 1, pieces[i]);
+    pb_float(piece, 2, static_cast<float>(scores[i]));
+    pb_int(piece, 3, t);
+    pb_bytes(pb, 1, piece);
+  }
+  std::string trainer;
+  pb_int(trainer, 3, 2);  // model_type BPE
+  if (byte_fallback) pb_int(trainer, 35, 1);
+  for (int k = 0; k < 4; ++k) pb_int(trainer, 40 + k, ids[static_cast<size_t>(k)]);
+  // The pieces' names too (unk_piece .. pad_piece): SentencePiece finds BOS and EOS by name.
+  for (int k = 0; k < 4; ++k) {
+    const int64_t id = ids[static_cast<size_t>(k)];
+    if (id >= 0 && static_cast<size_t>(id) < pieces.size()) pb_bytes(trainer, 45 + k, pieces[static_cast<size_t>(id)]);
+  }
+  pb_bytes(pb, 2, trainer);
+  std::string norm;
+  pb_bytes(norm, 1, "identity");
+  pb_int(norm, 3, add_space_prefix ? 1 : 0);  // add_dummy_prefix
+  pb_int(norm, 4, 0);                         // llama.cpp keeps repeated spaces
+  pb_int(norm, 5, 1);
+  pb_bytes(pb, 3, norm);
+  return load_tokenizer_from_bytes("sentencepiece", pb, o);
+}
+
+}  // namespace
+
 // ---- byte-level BPE vocabularies ("gpt2") --------------------------------------------------------
 
 namespace {
@@ -793,15 +840,86 @@ BpeVocab bpe_vocab_of(const HfTokenizer& hf, int64_t vocab) {
 
 namespace {
 
+// A SentencePiece-style tokenizer.json (BPE over "\u2581" pieces with byte fallback: Llama 2,
+// Mistral, TinyStories, Gemma 3) as tokenizer.ggml.model "llama", the way convert_hf_to_gguf.py
+// writes these families from their tokenizer.model: pieces, scores, types (BYTE for <0xXX>,
+// CONTROL/USER_DEFINED for added tokens), add_space_prefix. A tokenizer.json has no scores, so
+// each piece scores minus the rank of the first merge that makes it: llama.cpp's SPM tokenizer,
+// which merges the best-scoring piece first, then merges in merge-rank order. The result is
+// checked (add_space_prefix chosen) against the tokenizer.json on probe texts and every
+// non-control added token; control tokens are left out of the probes because SentencePiece
+// never matches them in text (llama.cpp does with parse_special, Hugging Face always does).
+void add_hf_spm_tokenizer_kv(const HfTokenizer& hf, const HfVocabInfo& info, int64_t vocab,
+                             GgufWriter& w) {
+  const std::string& src = hf.source();
+  const auto n = static_cast<int64_t>(info.tokens.size());
+  std::unordered_map<std::string, size_t> first_rank;
+  for (size_t r = info.merges.size(); r-- > 0;)
+    first_rank[info.merges[r].first + info.merges[r].second] = r;
+  const double worst = -static_cast<double>(info.merges.size()) - 1;
+  std::vector<std::string> tokens;
+  std::vector<double> scores;
+  std::vector<int64_t> types;
+  for (int64_t i = 0; i < vocab; ++i) {
+    const size_t u = static_cast<size_t>(i);
+    if (i >= n || info.types[u] == HfVocabInfo::kUnused) {
+      tokens.push_back(str_cat("[PAD", i, "]"));
+      scores.push_back(-1000.0);
+      types.push_back(kTokUnused);
+      continue;
+    }
+    const std::string& t = info.tokens[u];
+    int64_t type = static_cast<int64_t>(info.types[u]);  // the same numbering as llama.cpp's
+    if (info.types[u] == HfVocabInfo::kUserDefined && looks_special(t)) type = kTokControl;
+    if (i == info.unk_id) type = kTokUnknown;  // an added <unk> is still SentencePiece's UNKNOWN
+    const auto r = first_rank.find(t);
+    tokens.push_back(t);
+    scores.push_back(type != kTokNormal ? 0.0 : r != first_rank.end() ? -static_cast<double>(r->second) : worst);
+    types.push_back(type);
+  }
+  std::vector<std::string> probes(std::begin(kBpeProbes), std::end(kBpeProbes));
+  for (size_t i = 0; i < info.types.size(); ++i)
+    if (info.types[i] == HfVocabInfo::kUserDefined && !looks_special(info.tokens[i]) &&
+        info.tokens[i].find(kSpmSpace) == std::string::npos)  // "\u2581" is typed as a space
+      probes.push_back("x" + info.tokens[i] + " a");
+  const std::array<int64_t, 4> ids = {info.unk_id, info.bos_id, info.eos_id, info.pad_id};
+  int prefix = -1;
+  std::string why;
+  for (const int space : {1, 0}) {
+    const std::unique_ptr<Tokenizer> back = spm_tokenizer(tokens, scores, types, ids, space == 1, src + " (as GGUF)");
+    why.clear();
+    for (const std::string& p : probes)
+      if (why.empty() && back->encode(p) != hf.encode(p)) why = p;
+    if (why.empty()) {
+      prefix = space;
+      break;
+    }
+  }
+  SLMC_CHECK(prefix >= 0, "gguf export: ", src,
+             ": its pipeline is not what llama.cpp's SentencePiece (llama) tokenizer does with "
+             "these pieces and merge ranks: the text ", quoted_excerpt(why, 40), " would get other ids");
+  w.add_kv("tokenizer.ggml.model", GgufValue::str("llama"));
+  w.add_kv("tokenizer.ggml.pre", GgufValue::str("default"));
+  w.add_kv("tokenizer.ggml.tokens", GgufValue::str_array(std::move(tokens)));
+  w.add_kv("tokenizer.ggml.scores", GgufValue::float_array(std::move(scores)));
+  w.add_kv("tokenizer.ggml.token_type", GgufValue::int_array(GgufType::kInt32, std::move(types)));
+  const std::pair<const char*, int64_t> keys[] = {{"tokenizer.ggml.bos_token_id", info.bos_id},
+                                                  {"tokenizer.ggml.eos_token_id", info.eos_id},
+                                                  {"tokenizer.ggml.unknown_token_id", info.unk_id},
+                                                  {"tokenizer.ggml.padding_token_id", info.pad_id}};
+  for (const auto& [key, id] : keys)
+    if (id >= 0) w.add_kv(key, GgufValue::u32(static_cast<uint32_t>(id)));
+  w.add_kv("tokenizer.ggml.add_bos_token", GgufValue::boolean(info.bos_id >= 0));
+  w.add_kv("tokenizer.ggml.add_eos_token", GgufValue::boolean(info.add_eos));
+  w.add_kv("tokenizer.ggml.add_space_prefix", GgufValue::boolean(prefix == 1));
+}
+
 // A tokenizer.json tokenizer as convert_hf_to_gguf.py's _set_vocab_gpt2 writes it, after
 // checking that the vocabulary llama.cpp (and slmc's importer) will rebuild encodes the probe
 // texts and every added token exactly as the tokenizer.json does.
 void add_hf_tokenizer_kv(const HfTokenizer& hf, int64_t vocab, GgufWriter& w) {
   const HfVocabInfo info = hf.vocab_info();
-  SLMC_CHECK(info.byte_level, "gguf export: ", hf.source(),
-             ": a tokenizer.json without byte-level pre-tokenization (SentencePiece-style \u2581 "
-             "and byte fallback, as Gemma 3 and Llama 2 ship) has no GGUF form in slmc yet; "
-             "export with the checkpoint's tokenizer.model (--tokenizer) instead");
+  if (!info.byte_level) return add_hf_spm_tokenizer_kv(hf, info, vocab, w);
   BpeVocab v = bpe_vocab_of(hf, vocab);
   const std::unique_ptr<Tokenizer> back = bpe_tokenizer(v, hf.source() + " (as GGUF)");
   std::vector<std::string> probes(std::begin(kBpeProbes), std::end(kBpeProbes));
@@ -968,38 +1086,16 @@ std::unique_ptr<Tokenizer> gguf_tokenizer(const GgufFile& f) {
   const GgufValue* scores = f.find_kv("tokenizer.ggml.scores");
   SLMC_CHECK(scores != nullptr && scores->floats.size() == pieces.size(), o,
              ": GGUF llama tokenizer needs tokenizer.ggml.scores with one score per token");
-  // A SentencePiece BPE ModelProto with these pieces: what load_sentencepiece reads.
-  std::string pb;
-  bool byte_fallback = false;
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    std::string piece;
-    int64_t t = type_of(i);
-    SLMC_CHECK(t >= 1 && t <= 6, o, ": GGUF token ", i, " has type ", t, " (1..6 allowed)");
-    byte_fallback |= t == kTokByte;
-    pb_bytes(piece, 1, pieces[i]);
-    pb_float(piece, 2, static_cast<float>(scores->floats[i]));
-    pb_int(piece, 3, t);
-    pb_bytes(pb, 1, piece);
-  }
   auto id_or = [&](const char* key, int64_t d) {
     return f.find_kv(key) ? f.get_int(key) : d;
   };
-  std::string trainer;
-  pb_int(trainer, 3, 2);  // model_type BPE
-  if (byte_fallback) pb_int(trainer, 35, 1);
-  pb_int(trainer, 40, id_or("tokenizer.ggml.unknown_token_id", 0));
-  pb_int(trainer, 41, id_or("tokenizer.ggml.bos_token_id", 1));
-  pb_int(trainer, 42, id_or("tokenizer.ggml.eos_token_id", 2));
-  pb_int(trainer, 43, id_or("tokenizer.ggml.padding_token_id", -1));
-  pb_bytes(pb, 2, trainer);
-  std::string norm;
-  pb_bytes(norm, 1, "identity");
+  std::vector<int64_t> ty(pieces.size());
+  for (size_t i = 0; i < pieces.size(); ++i) ty[i] = type_of(i);
   const GgufValue* sp = f.find_kv("tokenizer.ggml.add_space_prefix");
-  pb_int(norm, 3, sp == nullptr || sp->i != 0 ? 1 : 0);  // add_dummy_prefix
-  pb_int(norm, 4, 0);                                      // llama.cpp keeps repeated spaces
-  pb_int(norm, 5, 1);
-  pb_bytes(pb, 3, norm);
-  return load_tokenizer_from_bytes("sentencepiece", pb, o);
+  return spm_tokenizer(pieces, scores->floats, ty,
+                       {id_or("tokenizer.ggml.unknown_token_id", 0), id_or("tokenizer.ggml.bos_token_id", 1),
+                        id_or("tokenizer.ggml.eos_token_id", 2), id_or("tokenizer.ggml.padding_token_id", -1)},
+                       sp == nullptr || sp->i != 0, o);
 }
 
 }  // namespace slmc::format

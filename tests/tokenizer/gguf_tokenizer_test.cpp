@@ -181,6 +181,58 @@ TEST(GgufTokenizer, Qwen3ThroughGguf) {
 }
 #endif
 
+// SentencePiece-style tokenizer.json files (byte fallback, "\u2581" pieces) as llama.cpp's
+// "llama" model: scores from merge ranks, read back as slmc's SentencePiece BPE. The ids must
+// equal the tokenizer.json's on every text that holds no control token (SentencePiece never
+// matches those in text; llama.cpp does with parse_special, and Hugging Face always does).
+void check_spm_family(const std::string& family, int64_t vocab, bool add_space_prefix) {
+  const std::unique_ptr<Tokenizer> src = load_family(family);
+  ASSERT_TRUE(src);
+  TempDir d;
+  const GgufFile f(write_vocab(*src, vocab, d));
+  EXPECT_EQ(f.get_str("tokenizer.ggml.model"), "llama");
+  EXPECT_EQ(f.find_kv("tokenizer.ggml.add_space_prefix")->i != 0, add_space_prefix);
+  const GgufValue* types = f.find_kv("tokenizer.ggml.token_type");
+  const GgufValue* toks = f.find_kv("tokenizer.ggml.tokens");
+  ASSERT_EQ(static_cast<int64_t>(types->ints.size()), vocab);
+  EXPECT_EQ(types->ints[static_cast<size_t>(dynamic_cast<const HfTokenizer&>(*src).token_id("<0x0A>"))], 6);
+  std::vector<std::string> controls;
+  for (size_t i = 0; i < types->ints.size(); ++i)
+    if (types->ints[i] == 3) controls.push_back(toks->strs[i]);
+  const std::unique_ptr<Tokenizer> back = format::gguf_tokenizer(f);
+  ASSERT_EQ(back->kind(), "sentencepiece");
+  EXPECT_EQ(back->bos_id(), src->bos_id());
+  EXPECT_EQ(back->eos_id(), src->eos_id());
+  size_t n = 0, skipped = 0, tokens = 0;
+  for (const auto& [name, text] : texts()) {
+    // Invalid UTF-8: Hugging Face reads it as a TextDecoder does, SentencePiece its own way; a
+    // literal "\u2581" is a space to SentencePiece, a character to Hugging Face.
+    if (name.rfind("invalid", 0) == 0 || text.find("\xe2\x96\x81") != std::string::npos ||
+        std::any_of(controls.begin(), controls.end(),
+                    [&](const std::string& c) { return text.find(c) != std::string::npos; })) {
+      ++skipped;
+      continue;
+    }
+    const std::vector<int32_t> want = src->encode(text);
+    ASSERT_EQ(back->encode(text), want) << family << " case " << name;
+    ++n;
+    tokens += want.size();
+  }
+  EXPECT_GT(n, 100u);
+  EXPECT_LT(skipped, 25u);
+  std::printf("%s: %zu texts (%zu with control tokens, \u2581 or invalid UTF-8 left out), %zu tokens, identical ids through GGUF\n",
+              family.c_str(), n, skipped, tokens);
+}
+
+TEST(GgufTokenizer, TinyStoriesSentencePieceStyleThroughGguf) {
+  check_spm_family("tinystories", 512, true);
+}
+
+#ifndef SLMC_HF_ORACLE_QUICK
+TEST(GgufTokenizer, Gemma3ThroughGguf) {  // 262,208 embedding rows, as Gemma 3 ships
+  check_spm_family("gemma3", 262208, false); }
+#endif
+
 // A tokenizer.json whose pre-tokenizer differs from every llama.cpp one is refused before
 // writing, naming the file; so is one whose regex matches but whose pipeline does not.
 TEST(GgufTokenizer, RefusesPipelinesLlamaCppLacks) {
