@@ -678,6 +678,17 @@ bool looks_special(const std::string& t) {
          wrapped("<\xef\xbd\x9c", "\xef\xbd\x9c>") || wrapped("<unused", ">");
 }
 
+// The special token ids of a tokenizer.json vocabulary (bos, eos, eot, unk, pad; those >= 0 are
+// written) and whether llama.cpp adds BOS / EOS.
+void add_special_kv(GgufWriter& w, const std::array<int64_t, 5>& ids, bool add_bos, bool add_eos) {
+  const char* const keys[] = {"bos_token_id", "eos_token_id", "eot_token_id", "unknown_token_id",
+                              "padding_token_id"};
+  for (size_t k = 0; k < ids.size(); ++k)
+    if (ids[k] >= 0) w.add_kv(str_cat("tokenizer.ggml.", keys[k]), GgufValue::u32(static_cast<uint32_t>(ids[k])));
+  w.add_kv("tokenizer.ggml.add_bos_token", GgufValue::boolean(add_bos));
+  w.add_kv("tokenizer.ggml.add_eos_token", GgufValue::boolean(add_eos));
+}
+
 // A "gpt2" vocabulary as GGUF holds it.
 struct BpeVocab {
   const BpePre* pre = nullptr;
@@ -903,14 +914,7 @@ void add_hf_spm_tokenizer_kv(const HfTokenizer& hf, const HfVocabInfo& info, int
   w.add_kv("tokenizer.ggml.tokens", GgufValue::str_array(std::move(tokens)));
   w.add_kv("tokenizer.ggml.scores", GgufValue::float_array(std::move(scores)));
   w.add_kv("tokenizer.ggml.token_type", GgufValue::int_array(GgufType::kInt32, std::move(types)));
-  const std::pair<const char*, int64_t> keys[] = {{"tokenizer.ggml.bos_token_id", info.bos_id},
-                                                  {"tokenizer.ggml.eos_token_id", info.eos_id},
-                                                  {"tokenizer.ggml.unknown_token_id", info.unk_id},
-                                                  {"tokenizer.ggml.padding_token_id", info.pad_id}};
-  for (const auto& [key, id] : keys)
-    if (id >= 0) w.add_kv(key, GgufValue::u32(static_cast<uint32_t>(id)));
-  w.add_kv("tokenizer.ggml.add_bos_token", GgufValue::boolean(info.bos_id >= 0));
-  w.add_kv("tokenizer.ggml.add_eos_token", GgufValue::boolean(info.add_eos));
+  add_special_kv(w, {info.bos_id, info.eos_id, -1, info.unk_id, info.pad_id}, info.bos_id >= 0, info.add_eos);
   w.add_kv("tokenizer.ggml.add_space_prefix", GgufValue::boolean(prefix == 1));
 }
 
@@ -938,14 +942,7 @@ void add_hf_tokenizer_kv(const HfTokenizer& hf, int64_t vocab, GgufWriter& w) {
   w.add_kv("tokenizer.ggml.tokens", GgufValue::str_array(std::move(v.tokens)));
   w.add_kv("tokenizer.ggml.token_type", GgufValue::int_array(GgufType::kInt32, std::move(v.types)));
   w.add_kv("tokenizer.ggml.merges", GgufValue::str_array(std::move(v.merges)));
-  const std::pair<const char*, int64_t> ids[] = {{"tokenizer.ggml.bos_token_id", v.bos},
-                                                 {"tokenizer.ggml.eos_token_id", v.eos},
-                                                 {"tokenizer.ggml.eot_token_id", v.eot},
-                                                 {"tokenizer.ggml.padding_token_id", v.pad}};
-  for (const auto& [key, id] : ids)
-    if (id >= 0) w.add_kv(key, GgufValue::u32(static_cast<uint32_t>(id)));
-  w.add_kv("tokenizer.ggml.add_bos_token", GgufValue::boolean(v.add_bos));
-  w.add_kv("tokenizer.ggml.add_eos_token", GgufValue::boolean(v.add_eos));
+  add_special_kv(w, {v.bos, v.eos, v.eot, -1, v.pad}, v.add_bos, v.add_eos);
 }
 
 }  // namespace
