@@ -15,7 +15,8 @@
 #include "export/format/gguf_model.h"
 
 int main(int argc, char** argv) {
-  if (argc < 3 || (std::strcmp(argv[1], "--gguf") != 0 && std::strcmp(argv[1], "--tokenizer") != 0)) {
+  if (argc < 3 ||
+      (std::strcmp(argv[1], "--gguf") != 0 && std::strcmp(argv[1], "--tokenizer") != 0)) {
     std::fprintf(stderr, "usage: %s --gguf FILE.gguf | --tokenizer FILE  TEXT...\n", argv[0]);
     return 2;
   }

@@ -1,14 +1,13 @@
 #include "export/format/gguf_model.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
-
-#include <nlohmann/json.hpp>
-
 #include <unordered_map>
 #include <unordered_set>
 
@@ -614,7 +613,8 @@ std::unique_ptr<Tokenizer> spm_tokenizer(const std::vector<std::string>& pieces,
   // The pieces' names too (unk_piece .. pad_piece): SentencePiece finds BOS and EOS by name.
   for (int k = 0; k < 4; ++k) {
     const int64_t id = ids[static_cast<size_t>(k)];
-    if (id >= 0 && static_cast<size_t>(id) < pieces.size()) pb_bytes(trainer, 45 + k, pieces[static_cast<size_t>(id)]);
+    if (id >= 0 && static_cast<size_t>(id) < pieces.size())
+      pb_bytes(trainer, 45 + k, pieces[static_cast<size_t>(id)]);
   }
   pb_bytes(pb, 2, trainer);
   std::string norm;
@@ -628,7 +628,7 @@ std::unique_ptr<Tokenizer> spm_tokenizer(const std::vector<std::string>& pieces,
 
 }  // namespace
 
-// ---- byte-level BPE vocabularies ("gpt2") --------------------------------------------------------
+// ---- byte-level BPE vocabularies ("gpt2") ----------------------------------------------------
 
 namespace {
 
@@ -640,11 +640,11 @@ namespace {
 // ids of a probe text (get_vocab_base_pre): "llama-bpe" for Meta-Llama-3, "qwen2" for Qwen1.5
 // to Qwen3, "gpt-2" for openai-community/gpt2.
 struct BpePre {
-  const char* name;       // tokenizer.ggml.pre
-  const char* family;     // for messages
-  const char* pattern;    // the one Split regex (or ByteLevel's own regex when use_regex)
-  bool byte_level_regex;  // GPT-2: ByteLevel(use_regex: true) splits, no Split step
-  const char* normalizer; // tokenizer.json normalizer type, nullptr for none
+  const char* name;        // tokenizer.ggml.pre
+  const char* family;      // for messages
+  const char* pattern;     // the one Split regex (or ByteLevel's own regex when use_regex)
+  bool byte_level_regex;   // GPT-2: ByteLevel(use_regex: true) splits, no Split step
+  const char* normalizer;  // tokenizer.json normalizer type, nullptr for none
   bool ignore_merges;
 };
 const BpePre kBpePres[] = {
@@ -684,7 +684,8 @@ void add_special_kv(GgufWriter& w, const std::array<int64_t, 5>& ids, bool add_b
   const char* const keys[] = {"bos_token_id", "eos_token_id", "eot_token_id", "unknown_token_id",
                               "padding_token_id"};
   for (size_t k = 0; k < ids.size(); ++k)
-    if (ids[k] >= 0) w.add_kv(str_cat("tokenizer.ggml.", keys[k]), GgufValue::u32(static_cast<uint32_t>(ids[k])));
+    if (ids[k] >= 0)
+      w.add_kv(str_cat("tokenizer.ggml.", keys[k]), GgufValue::u32(static_cast<uint32_t>(ids[k])));
   w.add_kv("tokenizer.ggml.add_bos_token", GgufValue::boolean(add_bos));
   w.add_kv("tokenizer.ggml.add_eos_token", GgufValue::boolean(add_eos));
 }
@@ -723,8 +724,13 @@ std::unique_ptr<Tokenizer> bpe_tokenizer(const BpeVocab& v, const std::string& o
     if (type == kTokNormal) {
       vocab[t] = i;
     } else {
-      added.push_back({{"id", i}, {"content", t}, {"single_word", false}, {"lstrip", false},
-                       {"rstrip", false}, {"normalized", false}, {"special", type == kTokControl}});
+      added.push_back({{"id", i},
+                       {"content", t},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
+                       {"special", type == kTokControl}});
     }
   }
   json merges = json::array();
@@ -737,11 +743,15 @@ std::unique_ptr<Tokenizer> bpe_tokenizer(const BpeVocab& v, const std::string& o
     merges.push_back(m);
   }
   const BpePre& p = *v.pre;
-  const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false},
-                           {"trim_offsets", false}, {"use_regex", p.byte_level_regex}};
+  const json byte_level = {{"type", "ByteLevel"},
+                           {"add_prefix_space", false},
+                           {"trim_offsets", false},
+                           {"use_regex", p.byte_level_regex}};
   json pre = byte_level;
   if (!p.byte_level_regex) {
-    json split = {{"type", "Split"}, {"pattern", {{"Regex", p.pattern}}}, {"behavior", "Isolated"},
+    json split = {{"type", "Split"},
+                  {"pattern", {{"Regex", p.pattern}}},
+                  {"behavior", "Isolated"},
                   {"invert", false}};
     pre = {{"type", "Sequence"}, {"pretokenizers", json::array({split, byte_level})}};
   }
@@ -752,10 +762,16 @@ std::unique_ptr<Tokenizer> bpe_tokenizer(const BpeVocab& v, const std::string& o
              {"post_processor", nullptr},
              {"decoder", byte_level},
              {"model",
-              {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-               {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
-               {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", p.ignore_merges},
-               {"vocab", std::move(vocab)}, {"merges", std::move(merges)}}}};
+              {{"type", "BPE"},
+               {"dropout", nullptr},
+               {"unk_token", nullptr},
+               {"continuing_subword_prefix", nullptr},
+               {"end_of_word_suffix", nullptr},
+               {"fuse_unk", false},
+               {"byte_fallback", false},
+               {"ignore_merges", p.ignore_merges},
+               {"vocab", std::move(vocab)},
+               {"merges", std::move(merges)}}}};
   HfTokenizerConfig cfg;
   auto token_of = [&](int64_t id, const char* key) -> std::optional<std::string> {
     if (id < 0) return std::nullopt;
@@ -795,10 +811,14 @@ const char* const kBpeProbes[] = {
     "\xe2\x9c\x85 \xf0\x9f\xa6\x99\xf0\x9f\xa6\x99 3 33 333 3333 33333 333333 3333333 33333333 3.3 "
     "3..3 3...3 \xe1\x9e\x80\xe1\x9e\xb6\xe1\x9e\x93\xe1\x9f\x8b\xe1\x9e\x8f\xe1\x9f\x82"
     "\xe1\x9e\x96\xe1\x9e\xb7\xe1\x9e\x9f\xe1\x9f\x81\xe1\x9e\x9f\xe1\x9e\xa2\xe1\x9e\xb6"
-    "\xe1\x9e\x85\xf0\x9f\x98\x81 ?\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8" "apple\xe5\xb7\xa5\xe4\xbd"
-    "\x9c" "1314151\xe5\xa4\xa9\xef\xbd\x9e ------======= \xd0\xbd\xd0\xb5\xd1\x89\xd0\xbe \xd0\xbd"
-    "\xd0\xb0 \xd0\x91\xd1\x8a\xd0\xbb\xd0\xb3\xd0\xb0\xd1\x80\xd1\x81\xd0\xba\xd0\xb8 ''''''```````"
-    "\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, "
+    "\xe1\x9e\x85\xf0\x9f\x98\x81 ?\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8"
+    "apple\xe5\xb7\xa5\xe4\xbd"
+    "\x9c"
+    "1314151\xe5\xa4\xa9\xef\xbd\x9e ------======= \xd0\xbd\xd0\xb5\xd1\x89\xd0\xbe \xd0\xbd"
+    "\xd0\xb0 \xd0\x91\xd1\x8a\xd0\xbb\xd0\xb3\xd0\xb0\xd1\x80\xd1\x81\xd0\xba\xd0\xb8 "
+    "''''''```````"
+    "\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make "
+    "it, "
     "'D you like some tea? We'Ve a'lL",
     " = Robert Boulter = \n Robert Boulter is an English film , television and theatre actor .",
     "caf\x65\xcc\x81 \xe2\x84\xab 1234567890 x\r\ny\t\tz   ",
@@ -818,9 +838,15 @@ BpeVocab bpe_vocab_of(const HfTokenizer& hf, int64_t vocab) {
     const std::string& t = info.tokens[static_cast<size_t>(i)];
     int64_t type = kTokNormal;
     switch (info.types[static_cast<size_t>(i)]) {
-      case HfVocabInfo::kControl: type = kTokControl; break;
-      case HfVocabInfo::kUserDefined: type = looks_special(t) ? kTokControl : kTokUserDefined; break;
-      case HfVocabInfo::kNormal: type = kTokNormal; break;
+      case HfVocabInfo::kControl:
+        type = kTokControl;
+        break;
+      case HfVocabInfo::kUserDefined:
+        type = looks_special(t) ? kTokControl : kTokUserDefined;
+        break;
+      case HfVocabInfo::kNormal:
+        type = kTokNormal;
+        break;
       default:
         fail("gguf export: ", hf.source(), ": token ", i, " ", quoted_excerpt(t), " has type ",
              static_cast<int>(info.types[static_cast<size_t>(i)]),
@@ -885,7 +911,9 @@ void add_hf_spm_tokenizer_kv(const HfTokenizer& hf, const HfVocabInfo& info, int
     if (i == info.unk_id) type = kTokUnknown;  // an added <unk> is still SentencePiece's UNKNOWN
     const auto r = first_rank.find(t);
     tokens.push_back(t);
-    scores.push_back(type != kTokNormal ? 0.0 : r != first_rank.end() ? -static_cast<double>(r->second) : worst);
+    scores.push_back(type != kTokNormal      ? 0.0
+                     : r != first_rank.end() ? -static_cast<double>(r->second)
+                                             : worst);
     types.push_back(type);
   }
   std::vector<std::string> probes(std::begin(kBpeProbes), std::end(kBpeProbes));
@@ -897,7 +925,8 @@ void add_hf_spm_tokenizer_kv(const HfTokenizer& hf, const HfVocabInfo& info, int
   int prefix = -1;
   std::string why;
   for (const int space : {1, 0}) {
-    const std::unique_ptr<Tokenizer> back = spm_tokenizer(tokens, scores, types, ids, space == 1, src + " (as GGUF)");
+    const std::unique_ptr<Tokenizer> back =
+        spm_tokenizer(tokens, scores, types, ids, space == 1, src + " (as GGUF)");
     why.clear();
     for (const std::string& p : probes)
       if (why.empty() && back->encode(p) != hf.encode(p)) why = p;
@@ -908,13 +937,15 @@ void add_hf_spm_tokenizer_kv(const HfTokenizer& hf, const HfVocabInfo& info, int
   }
   SLMC_CHECK(prefix >= 0, "gguf export: ", src,
              ": its pipeline is not what llama.cpp's SentencePiece (llama) tokenizer does with "
-             "these pieces and merge ranks: the text ", quoted_excerpt(why, 40), " would get other ids");
+             "these pieces and merge ranks: the text ",
+             quoted_excerpt(why, 40), " would get other ids");
   w.add_kv("tokenizer.ggml.model", GgufValue::str("llama"));
   w.add_kv("tokenizer.ggml.pre", GgufValue::str("default"));
   w.add_kv("tokenizer.ggml.tokens", GgufValue::str_array(std::move(tokens)));
   w.add_kv("tokenizer.ggml.scores", GgufValue::float_array(std::move(scores)));
   w.add_kv("tokenizer.ggml.token_type", GgufValue::int_array(GgufType::kInt32, std::move(types)));
-  add_special_kv(w, {info.bos_id, info.eos_id, -1, info.unk_id, info.pad_id}, info.bos_id >= 0, info.add_eos);
+  add_special_kv(w, {info.bos_id, info.eos_id, -1, info.unk_id, info.pad_id}, info.bos_id >= 0,
+                 info.add_eos);
   w.add_kv("tokenizer.ggml.add_space_prefix", GgufValue::boolean(prefix == 1));
 }
 
@@ -951,7 +982,8 @@ void add_gguf_tokenizer_kv(const Tokenizer& tok, int64_t vocab, GgufWriter& w) {
   const int64_t n = tok.vocab_size();
   SLMC_CHECK(n <= vocab, "gguf export: tokenizer ", tok.source(), " has ", n,
              " tokens, more than the model's vocab ", vocab);
-  if (tok.kind() == "hf") return add_hf_tokenizer_kv(dynamic_cast<const HfTokenizer&>(tok), vocab, w);
+  if (tok.kind() == "hf")
+    return add_hf_tokenizer_kv(dynamic_cast<const HfTokenizer&>(tok), vocab, w);
   std::vector<std::string> tokens;
   std::vector<double> scores;
   std::vector<int64_t> types;
@@ -1056,12 +1088,13 @@ std::unique_ptr<Tokenizer> gguf_tokenizer(const GgufFile& f) {
     SLMC_CHECK(v.pre != nullptr, o, ": GGUF BPE (gpt2) tokenizer.ggml.pre ",
                quoted_excerpt(pre_name.empty() ? "(absent)" : pre_name),
                " is not a pre-tokenizer slmc can encode with (", known_bpe_pres(), ")");
-    SLMC_CHECK(merges != nullptr && merges->type == GgufType::kArray &&
-                   merges->elem == GgufType::kString,
-               o, ": GGUF BPE (gpt2) tokenizer has no string array tokenizer.ggml.merges");
-    SLMC_CHECK(types != nullptr && types->type == GgufType::kArray && types->ints.size() == pieces.size(),
-               o, ": GGUF BPE (gpt2) tokenizer.ggml.token_type needs one integer per token (",
-               pieces.size(), ")");
+    SLMC_CHECK(
+        merges != nullptr && merges->type == GgufType::kArray && merges->elem == GgufType::kString,
+        o, ": GGUF BPE (gpt2) tokenizer has no string array tokenizer.ggml.merges");
+    SLMC_CHECK(
+        types != nullptr && types->type == GgufType::kArray && types->ints.size() == pieces.size(),
+        o, ": GGUF BPE (gpt2) tokenizer.ggml.token_type needs one integer per token (",
+        pieces.size(), ")");
     v.tokens = pieces;
     v.types = types->ints;
     v.merges = merges->strs;
@@ -1089,10 +1122,11 @@ std::unique_ptr<Tokenizer> gguf_tokenizer(const GgufFile& f) {
   std::vector<int64_t> ty(pieces.size());
   for (size_t i = 0; i < pieces.size(); ++i) ty[i] = type_of(i);
   const GgufValue* sp = f.find_kv("tokenizer.ggml.add_space_prefix");
-  return spm_tokenizer(pieces, scores->floats, ty,
-                       {id_or("tokenizer.ggml.unknown_token_id", 0), id_or("tokenizer.ggml.bos_token_id", 1),
-                        id_or("tokenizer.ggml.eos_token_id", 2), id_or("tokenizer.ggml.padding_token_id", -1)},
-                       sp == nullptr || sp->i != 0, o);
+  return spm_tokenizer(
+      pieces, scores->floats, ty,
+      {id_or("tokenizer.ggml.unknown_token_id", 0), id_or("tokenizer.ggml.bos_token_id", 1),
+       id_or("tokenizer.ggml.eos_token_id", 2), id_or("tokenizer.ggml.padding_token_id", -1)},
+      sp == nullptr || sp->i != 0, o);
 }
 
 }  // namespace slmc::format

@@ -8,11 +8,10 @@
 // bench/gguf_tokenizer_check.sh.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -43,7 +42,8 @@ constexpr size_t kMaxLines = SIZE_MAX;
 
 std::string unhex(const std::string& h) {
   std::string out;
-  for (size_t i = 0; i + 1 < h.size(); i += 2) out.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 1 < h.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16)));
   return out;
 }
 
@@ -51,7 +51,8 @@ std::string unhex(const std::string& h) {
 // line by line.
 std::map<std::string, std::string> texts() {
   std::map<std::string, std::string> out;
-  const nlohmann::json cases = nlohmann::json::parse(read_file(kSource + "/tests/tokenizer/hf_cases.json"));
+  const nlohmann::json cases =
+      nlohmann::json::parse(read_file(kSource + "/tests/tokenizer/hf_cases.json"));
   for (const auto& c : cases) {
     if (c.contains("hex")) {
       out[c["name"]] = unhex(c["hex"]);
@@ -75,7 +76,8 @@ std::map<std::string, std::string> texts() {
 
 std::unique_ptr<Tokenizer> load_family(const std::string& family) {
   const std::string path = kOracle + "/" + family + "/tokenizer.json";
-  EXPECT_TRUE(fs::exists(path)) << path << ": the hf_oracle fixture (npm, node) did not run or failed";
+  EXPECT_TRUE(fs::exists(path)) << path
+                                << ": the hf_oracle fixture (npm, node) did not run or failed";
   return load_tokenizer(path);
 }
 
@@ -112,7 +114,8 @@ void check_family(const Family& fam) {
   const auto& hf = dynamic_cast<const HfTokenizer&>(*src);
   const HfVocabInfo info = hf.vocab_info();
   EXPECT_EQ(f.find_kv("tokenizer.ggml.merges")->strs.size(), info.merges.size());
-  EXPECT_EQ(f.find_kv("tokenizer.ggml.merges")->strs[0], info.merges[0].first + " " + info.merges[0].second);
+  EXPECT_EQ(f.find_kv("tokenizer.ggml.merges")->strs[0],
+            info.merges[0].first + " " + info.merges[0].second);
   EXPECT_EQ(f.get_int("tokenizer.ggml.eos_token_id"), fam.eos);
   if (fam.bos >= 0) {
     EXPECT_EQ(f.get_int("tokenizer.ggml.bos_token_id"), fam.bos);
@@ -167,7 +170,8 @@ void check_family(const Family& fam) {
   }
   EXPECT_GT(n, 100u);
   EXPECT_GT(tokens, 1000u);
-  std::printf("%s: %zu texts, %zu tokens, identical ids through GGUF\n", fam.name.c_str(), n, tokens);
+  std::printf("%s: %zu texts, %zu tokens, identical ids through GGUF\n", fam.name.c_str(), n,
+              tokens);
 }
 
 TEST(GgufTokenizer, Llama3ThroughGguf) {
@@ -195,7 +199,9 @@ void check_spm_family(const std::string& family, int64_t vocab, bool add_space_p
   const GgufValue* types = f.find_kv("tokenizer.ggml.token_type");
   const GgufValue* toks = f.find_kv("tokenizer.ggml.tokens");
   ASSERT_EQ(static_cast<int64_t>(types->ints.size()), vocab);
-  EXPECT_EQ(types->ints[static_cast<size_t>(dynamic_cast<const HfTokenizer&>(*src).token_id("<0x0A>"))], 6);
+  EXPECT_EQ(
+      types->ints[static_cast<size_t>(dynamic_cast<const HfTokenizer&>(*src).token_id("<0x0A>"))],
+      6);
   std::vector<std::string> controls;
   for (size_t i = 0; i < types->ints.size(); ++i)
     if (types->ints[i] == 3) controls.push_back(toks->strs[i]);
@@ -220,8 +226,10 @@ void check_spm_family(const std::string& family, int64_t vocab, bool add_space_p
   }
   EXPECT_GT(n, 100u);
   EXPECT_LT(skipped, 25u);
-  std::printf("%s: %zu texts (%zu with control tokens, \u2581 or invalid UTF-8 left out), %zu tokens, identical ids through GGUF\n",
-              family.c_str(), n, skipped, tokens);
+  std::printf(
+      "%s: %zu texts (%zu with control tokens, \u2581 or invalid UTF-8 left out), %zu tokens, "
+      "identical ids through GGUF\n",
+      family.c_str(), n, skipped, tokens);
 }
 
 TEST(GgufTokenizer, TinyStoriesSentencePieceStyleThroughGguf) {
@@ -230,7 +238,8 @@ TEST(GgufTokenizer, TinyStoriesSentencePieceStyleThroughGguf) {
 
 #ifndef SLMC_HF_ORACLE_QUICK
 TEST(GgufTokenizer, Gemma3ThroughGguf) {  // 262,208 embedding rows, as Gemma 3 ships
-  check_spm_family("gemma3", 262208, false); }
+  check_spm_family("gemma3", 262208, false);
+}
 #endif
 
 // A tokenizer.json whose pre-tokenizer differs from every llama.cpp one is refused before
@@ -290,20 +299,30 @@ TEST(GgufTokenizer, RefusesBadVocabularies) {
                   std::vector<int64_t> ty, std::vector<std::string> merges) {
     w.add_kv("tokenizer.ggml.pre", GgufValue::str(pre));
     w.add_kv("tokenizer.ggml.tokens", GgufValue::str_array(std::move(t)));
-    w.add_kv("tokenizer.ggml.token_type", GgufValue::int_array(format::GgufType::kInt32, std::move(ty)));
+    w.add_kv("tokenizer.ggml.token_type",
+             GgufValue::int_array(format::GgufType::kInt32, std::move(ty)));
     w.add_kv("tokenizer.ggml.merges", GgufValue::str_array(std::move(merges)));
   };
   expect_error([&](GgufWriter& w) { base(w, "deepseek-llm", toks, types, {"a b"}); },
                "tokenizer.ggml.pre \"deepseek-llm\"");
-  expect_error([&](GgufWriter& w) { base(w, "llama-bpe", {"a", "b", "a", "<|end|>"}, types, {"a b"}); },
-               "appears twice");
+  expect_error(
+      [&](GgufWriter& w) {
+        base(w, "llama-bpe", {"a", "b", "a", "<|end|>"}, types, {"a b"});
+      },
+      "appears twice");
   expect_error([&](GgufWriter& w) { base(w, "llama-bpe", toks, types, {"ab"}); },
                "tokenizer.ggml.merges[0]");
   expect_error([&](GgufWriter& w) { base(w, "llama-bpe", toks, types, {"a c"}); }, "merges");
-  expect_error([&](GgufWriter& w) { base(w, "llama-bpe", toks, {1, 1, 1}, {"a b"}); },
-               "tokenizer.ggml.token_type");
-  expect_error([&](GgufWriter& w) { base(w, "llama-bpe", toks, {1, 1, 6, 3}, {"a b"}); },
-               "has type 6");
+  expect_error(
+      [&](GgufWriter& w) {
+        base(w, "llama-bpe", toks, {1, 1, 1}, {"a b"});
+      },
+      "tokenizer.ggml.token_type");
+  expect_error(
+      [&](GgufWriter& w) {
+        base(w, "llama-bpe", toks, {1, 1, 6, 3}, {"a b"});
+      },
+      "has type 6");
   expect_error(
       [&](GgufWriter& w) {
         base(w, "llama-bpe", toks, types, {"a b"});
@@ -320,9 +339,12 @@ TEST(GgufTokenizer, SmallVocabularyEncodes) {
   w.add_kv("tokenizer.ggml.model", GgufValue::str("gpt2"));
   w.add_kv("tokenizer.ggml.pre", GgufValue::str("llama-bpe"));
   // GPT-2's byte alphabet: "Ġ" is the space byte.
-  w.add_kv("tokenizer.ggml.tokens",
-           GgufValue::str_array({"a", "b", "ab", "\xc4\xa0", "\xc4\xa0" "ab", "<|end|>", "[PAD6]"}));
-  w.add_kv("tokenizer.ggml.token_type", GgufValue::int_array(format::GgufType::kInt32, {1, 1, 1, 1, 1, 3, 5}));
+  w.add_kv("tokenizer.ggml.tokens", GgufValue::str_array({"a", "b", "ab", "\xc4\xa0",
+                                                          "\xc4\xa0"
+                                                          "ab",
+                                                          "<|end|>", "[PAD6]"}));
+  w.add_kv("tokenizer.ggml.token_type",
+           GgufValue::int_array(format::GgufType::kInt32, {1, 1, 1, 1, 1, 3, 5}));
   w.add_kv("tokenizer.ggml.merges", GgufValue::str_array({"a b", "\xc4\xa0 ab"}));
   w.add_kv("tokenizer.ggml.eos_token_id", GgufValue::u32(5));
   const std::string path = d.file("small.gguf");
