@@ -1,13 +1,19 @@
 #include "export/format/gguf_model.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "compress/core/error.h"
 #include "compress/core/tensor_names.h"
+#include "compress/tokenizer/hf_tokenizer.h"
 #include "compress/tokenizer/llama2c_tokenizer.h"
 #include "compress/tokenizer/sentencepiece.h"
 
@@ -16,7 +22,8 @@ namespace slmc::format {
 namespace {
 
 // llama.cpp's token types (llama_token_type / gguf-py TokenType).
-constexpr int64_t kTokNormal = 1, kTokUnknown = 2, kTokControl = 3, kTokUnused = 5, kTokByte = 6;
+constexpr int64_t kTokNormal = 1, kTokUnknown = 2, kTokControl = 3, kTokUserDefined = 4,
+                  kTokUnused = 5, kTokByte = 6;
 
 // Keys that extend GGUF for what llama.cpp computes into tensors (llama3 RoPE) and slmc needs back.
 constexpr const char* kKeyLlama3 = "slmc.rope_scaling.llama3";  // [factor, low, high, orig ctx]
@@ -575,12 +582,408 @@ ModelSpec gguf_model_spec(const GgufFile& f) {
   return s;
 }
 
+// ---- SentencePiece-style vocabularies ("llama") -------------------------------------------------
+
+namespace {
+
+// A "llama" vocabulary as slmc's SentencePiece BPE model (what load_sentencepiece reads, built
+// as a ModelProto): llama.cpp's SPM tokenizer merges the same way (best-scoring piece first).
+// `ids`: unk, bos, eos, pad.
+std::unique_ptr<Tokenizer> spm_tokenizer(const std::vector<std::string>& pieces,
+                                         const std::vector<double>& scores,
+                                         const std::vector<int64_t>& types,
+                                         const std::array<int64_t, 4>& ids, bool add_space_prefix,
+                                         const std::string& o) {
+  std::string pb;
+  bool byte_fallback = false;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    std::string piece;
+    const int64_t t = types[i];
+    SLMC_CHECK(t >= 1 && t <= 6, o, ": GGUF token ", i, " has type ", t, " (1..6 allowed)");
+    byte_fallback |= t == kTokByte;
+    pb_bytes(piece, 1, pieces[i]);
+    pb_float(piece, 2, static_cast<float>(scores[i]));
+    pb_int(piece, 3, t);
+    pb_bytes(pb, 1, piece);
+  }
+  std::string trainer;
+  pb_int(trainer, 3, 2);  // model_type BPE
+  if (byte_fallback) pb_int(trainer, 35, 1);
+  for (int k = 0; k < 4; ++k) pb_int(trainer, 40 + k, ids[static_cast<size_t>(k)]);
+  // The pieces' names too (unk_piece .. pad_piece): SentencePiece finds BOS and EOS by name.
+  for (int k = 0; k < 4; ++k) {
+    const int64_t id = ids[static_cast<size_t>(k)];
+    if (id >= 0 && static_cast<size_t>(id) < pieces.size())
+      pb_bytes(trainer, 45 + k, pieces[static_cast<size_t>(id)]);
+  }
+  pb_bytes(pb, 2, trainer);
+  std::string norm;
+  pb_bytes(norm, 1, "identity");
+  pb_int(norm, 3, add_space_prefix ? 1 : 0);  // add_dummy_prefix
+  pb_int(norm, 4, 0);                         // llama.cpp keeps repeated spaces
+  pb_int(norm, 5, 1);
+  pb_bytes(pb, 3, norm);
+  return load_tokenizer_from_bytes("sentencepiece", pb, o);
+}
+
+}  // namespace
+
+// ---- byte-level BPE vocabularies ("gpt2") ----------------------------------------------------
+
+namespace {
+
+// llama.cpp's byte-level BPE pre-tokenizers (tokenizer.ggml.pre; src/llama-vocab.cpp implements
+// each with its own regexes and flags) by the tokenizer.json pipeline they stand for: the Split
+// regexes as tokenizer.json spells them (Oniguruma), the normalizer and the model's
+// ignore_merges. One table, both ways: export picks the row whose patterns the file has,
+// import rebuilds that row's pipeline. convert_hf_to_gguf.py names the same rows by hashing the
+// ids of a probe text (get_vocab_base_pre): "llama-bpe" for Meta-Llama-3, "qwen2" for Qwen1.5
+// to Qwen3, "gpt-2" for openai-community/gpt2.
+struct BpePre {
+  const char* name;        // tokenizer.ggml.pre
+  const char* family;      // for messages
+  const char* pattern;     // the one Split regex (or ByteLevel's own regex when use_regex)
+  bool byte_level_regex;   // GPT-2: ByteLevel(use_regex: true) splits, no Split step
+  const char* normalizer;  // tokenizer.json normalizer type, nullptr for none
+  bool ignore_merges;
+};
+const BpePre kBpePres[] = {
+    {"llama-bpe", "Llama 3",
+     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     false, nullptr, true},
+    {"qwen2", "Qwen2/Qwen3",
+     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     false, "NFC", false},
+    {"gpt-2", "GPT-2",
+     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+", true,
+     nullptr, false},
+};
+
+std::string known_bpe_pres() {
+  std::string s;
+  for (const BpePre& p : kBpePres) s += str_cat(s.empty() ? "" : ", ", p.name, " (", p.family, ")");
+  return s;
+}
+
+// convert_hf_to_gguf.py's does_token_look_special: added tokens it types CONTROL even when
+// tokenizer.json does not call them special.
+bool looks_special(const std::string& t) {
+  auto wrapped = [&](const std::string& a, const std::string& b) {
+    return t.size() >= a.size() + b.size() && t.compare(0, a.size(), a) == 0 &&
+           t.compare(t.size() - b.size(), b.size(), b) == 0;
+  };
+  return t == "<pad>" || t == "<mask>" || t == "<2mass>" || t == "[@BOS@]" || wrapped("<|", "|>") ||
+         wrapped("<\xef\xbd\x9c", "\xef\xbd\x9c>") || wrapped("<unused", ">");
+}
+
+// The special token ids of a tokenizer.json vocabulary (bos, eos, eot, unk, pad; those >= 0 are
+// written) and whether llama.cpp adds BOS / EOS.
+void add_special_kv(GgufWriter& w, const std::array<int64_t, 5>& ids, bool add_bos, bool add_eos) {
+  const char* const keys[] = {"bos_token_id", "eos_token_id", "eot_token_id", "unknown_token_id",
+                              "padding_token_id"};
+  for (size_t k = 0; k < ids.size(); ++k)
+    if (ids[k] >= 0)
+      w.add_kv(str_cat("tokenizer.ggml.", keys[k]), GgufValue::u32(static_cast<uint32_t>(ids[k])));
+  w.add_kv("tokenizer.ggml.add_bos_token", GgufValue::boolean(add_bos));
+  w.add_kv("tokenizer.ggml.add_eos_token", GgufValue::boolean(add_eos));
+}
+
+// A "gpt2" vocabulary as GGUF holds it.
+struct BpeVocab {
+  const BpePre* pre = nullptr;
+  std::vector<std::string> tokens;
+  std::vector<int64_t> types;
+  std::vector<std::string> merges;  // "a b"
+  int64_t bos = -1, eos = -1, eot = -1, pad = -1;
+  bool add_bos = false, add_eos = false;
+};
+
+// The Hugging Face tokenizer a "gpt2" vocabulary stands for: tokenizer.json rebuilt with the
+// pre-tokenizer row's pipeline, NORMAL tokens in model.vocab, CONTROL and USER_DEFINED ones as
+// added tokens (matched in the text before the model, as llama.cpp and Hugging Face both do),
+// UNUSED ids left as holes. Checks what it reads; `o` names the file in errors.
+std::unique_ptr<Tokenizer> bpe_tokenizer(const BpeVocab& v, const std::string& o) {
+  using nlohmann::json;
+  const size_t n = v.tokens.size();
+  SLMC_CHECK(v.types.size() == n, o, ": tokenizer.ggml.token_type has ", v.types.size(),
+             " entries for ", n, " tokens");
+  json vocab = json::object();
+  json added = json::array();
+  std::unordered_set<std::string> seen;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& t = v.tokens[i];
+    const int64_t type = v.types[i];
+    if (type == kTokUnused) continue;
+    SLMC_CHECK(type == kTokNormal || type == kTokControl || type == kTokUserDefined, o,
+               ": GGUF gpt2 token ", i, " has type ", type,
+               " (normal 1, control 3, user-defined 4 or unused 5 allowed)");
+    SLMC_CHECK(!t.empty() && seen.insert(t).second, o, ": GGUF gpt2 token ", i, " ",
+               quoted_excerpt(t), t.empty() ? " is empty" : " appears twice");
+    if (type == kTokNormal) {
+      vocab[t] = i;
+    } else {
+      added.push_back({{"id", i},
+                       {"content", t},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
+                       {"special", type == kTokControl}});
+    }
+  }
+  json merges = json::array();
+  for (size_t i = 0; i < v.merges.size(); ++i) {
+    const std::string& m = v.merges[i];
+    const size_t sp = m.find(' ');
+    SLMC_CHECK(sp != std::string::npos && sp > 0 && sp + 1 < m.size() &&
+                   m.find(' ', sp + 1) == std::string::npos,
+               o, ": tokenizer.ggml.merges[", i, "] ", quoted_excerpt(m), " is not \"a b\"");
+    merges.push_back(m);
+  }
+  const BpePre& p = *v.pre;
+  const json byte_level = {{"type", "ByteLevel"},
+                           {"add_prefix_space", false},
+                           {"trim_offsets", false},
+                           {"use_regex", p.byte_level_regex}};
+  json pre = byte_level;
+  if (!p.byte_level_regex) {
+    json split = {{"type", "Split"},
+                  {"pattern", {{"Regex", p.pattern}}},
+                  {"behavior", "Isolated"},
+                  {"invert", false}};
+    pre = {{"type", "Sequence"}, {"pretokenizers", json::array({split, byte_level})}};
+  }
+  json tj = {{"version", "1.0"},
+             {"added_tokens", std::move(added)},
+             {"normalizer", p.normalizer ? json{{"type", p.normalizer}} : json(nullptr)},
+             {"pre_tokenizer", std::move(pre)},
+             {"post_processor", nullptr},
+             {"decoder", byte_level},
+             {"model",
+              {{"type", "BPE"},
+               {"dropout", nullptr},
+               {"unk_token", nullptr},
+               {"continuing_subword_prefix", nullptr},
+               {"end_of_word_suffix", nullptr},
+               {"fuse_unk", false},
+               {"byte_fallback", false},
+               {"ignore_merges", p.ignore_merges},
+               {"vocab", std::move(vocab)},
+               {"merges", std::move(merges)}}}};
+  HfTokenizerConfig cfg;
+  auto token_of = [&](int64_t id, const char* key) -> std::optional<std::string> {
+    if (id < 0) return std::nullopt;
+    SLMC_CHECK(static_cast<size_t>(id) < n && v.types[static_cast<size_t>(id)] != kTokUnused, o,
+               ": tokenizer.ggml.", key, " ", id, " is not a token of the vocabulary of ", n);
+    return v.tokens[static_cast<size_t>(id)];
+  };
+  cfg.bos_token = token_of(v.bos, "bos_token_id");
+  cfg.eos_token = token_of(v.eos, "eos_token_id");
+  cfg.pad_token = token_of(v.pad, "padding_token_id");
+  token_of(v.eot, "eot_token_id");
+  cfg.add_bos_token = v.add_bos;
+  cfg.add_eos_token = v.add_eos;
+  for (const int64_t id : {v.eos, v.eot})
+    if (id >= 0) cfg.eos_token_ids.push_back(id);
+  return load_tokenizer_from_bytes("hf", make_hf_tokenizer_blob(tj.dump(), cfg), o);
+}
+
+// The row of kBpePres whose pipeline `info` has; throws naming the file otherwise.
+const BpePre& bpe_pre_for(const HfVocabInfo& info, const std::string& src) {
+  const std::vector<std::string>& pats = info.split_patterns;
+  for (const BpePre& p : kBpePres)
+    if (pats.size() == 1 && pats[0] == p.pattern) return p;
+  fail("gguf export: ", src, ": the pre-tokenizer ",
+       pats.empty() ? std::string("splits nowhere (no Split regex)")
+                    : str_cat("regex ", quoted_excerpt(pats[0], 120),
+                              pats.size() > 1 ? str_cat(" (and ", pats.size() - 1, " more)") : ""),
+       " is not one llama.cpp implements as a tokenizer.ggml.pre (known: ", known_bpe_pres(),
+       "); llama.cpp would split text differently");
+}
+
+// Texts the exported vocabulary must encode exactly as the tokenizer.json does:
+// convert_hf_to_gguf.py's probe (get_vocab_base_pre's chktxt) and a few more.
+const char* const kBpeProbes[] = {
+    "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n\xf0\x9f\x9a\x80 (normal) "
+    "\xf0\x9f\x98\xb6\xe2\x80\x8d\xf0\x9f\x8c\xab\xef\xb8\x8f (multiple emojis concatenated) "
+    "\xe2\x9c\x85 \xf0\x9f\xa6\x99\xf0\x9f\xa6\x99 3 33 333 3333 33333 333333 3333333 33333333 3.3 "
+    "3..3 3...3 \xe1\x9e\x80\xe1\x9e\xb6\xe1\x9e\x93\xe1\x9f\x8b\xe1\x9e\x8f\xe1\x9f\x82"
+    "\xe1\x9e\x96\xe1\x9e\xb7\xe1\x9e\x9f\xe1\x9f\x81\xe1\x9e\x9f\xe1\x9e\xa2\xe1\x9e\xb6"
+    "\xe1\x9e\x85\xf0\x9f\x98\x81 ?\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8"
+    "apple\xe5\xb7\xa5\xe4\xbd"
+    "\x9c"
+    "1314151\xe5\xa4\xa9\xef\xbd\x9e ------======= \xd0\xbd\xd0\xb5\xd1\x89\xd0\xbe \xd0\xbd"
+    "\xd0\xb0 \xd0\x91\xd1\x8a\xd0\xbb\xd0\xb3\xd0\xb0\xd1\x80\xd1\x81\xd0\xba\xd0\xb8 "
+    "''''''```````"
+    "\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make "
+    "it, "
+    "'D you like some tea? We'Ve a'lL",
+    " = Robert Boulter = \n Robert Boulter is an English film , television and theatre actor .",
+    "caf\x65\xcc\x81 \xe2\x84\xab 1234567890 x\r\ny\t\tz   ",
+};
+
+BpeVocab bpe_vocab_of(const HfTokenizer& hf, int64_t vocab) {
+  const HfVocabInfo info = hf.vocab_info();
+  BpeVocab v;
+  v.pre = &bpe_pre_for(info, hf.source());
+  const auto n = static_cast<int64_t>(info.tokens.size());
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (i >= n || info.types[static_cast<size_t>(i)] == HfVocabInfo::kUnused) {
+      v.tokens.push_back(str_cat("[PAD", i, "]"));  // convert_hf_to_gguf.py's holes and padding
+      v.types.push_back(kTokUnused);
+      continue;
+    }
+    const std::string& t = info.tokens[static_cast<size_t>(i)];
+    int64_t type = kTokNormal;
+    switch (info.types[static_cast<size_t>(i)]) {
+      case HfVocabInfo::kControl:
+        type = kTokControl;
+        break;
+      case HfVocabInfo::kUserDefined:
+        type = looks_special(t) ? kTokControl : kTokUserDefined;
+        break;
+      case HfVocabInfo::kNormal:
+        type = kTokNormal;
+        break;
+      default:
+        fail("gguf export: ", hf.source(), ": token ", i, " ", quoted_excerpt(t), " has type ",
+             static_cast<int>(info.types[static_cast<size_t>(i)]),
+             ", which a byte-level BPE vocabulary cannot hold");
+    }
+    v.tokens.push_back(t);
+    v.types.push_back(type);
+  }
+  v.merges.reserve(info.merges.size());
+  for (const auto& [a, b] : info.merges) v.merges.push_back(a + " " + b);
+  v.bos = info.bos_id;
+  v.eos = info.eos_id;
+  v.pad = info.pad_id;
+  for (const int32_t id : info.eos_ids)
+    if (id != info.eos_id) {
+      v.eot = id;
+      break;
+    }
+  // slmc evaluates every window from BOS (as llama-perplexity does when add_bos_token is set).
+  v.add_bos = info.bos_id >= 0;
+  v.add_eos = info.add_eos;
+  return v;
+}
+
+}  // namespace
+
 // ---- tokenizer ---------------------------------------------------------------------------------
+
+namespace {
+
+// A SentencePiece-style tokenizer.json (BPE over "\u2581" pieces with byte fallback: Llama 2,
+// Mistral, TinyStories, Gemma 3) as tokenizer.ggml.model "llama", the way convert_hf_to_gguf.py
+// writes these families from their tokenizer.model: pieces, scores, types (BYTE for <0xXX>,
+// CONTROL/USER_DEFINED for added tokens), add_space_prefix. A tokenizer.json has no scores, so
+// each piece scores minus the rank of the first merge that makes it: llama.cpp's SPM tokenizer,
+// which merges the best-scoring piece first, then merges in merge-rank order. The result is
+// checked (add_space_prefix chosen) against the tokenizer.json on probe texts and every
+// non-control added token; control tokens are left out of the probes because SentencePiece
+// never matches them in text (llama.cpp does with parse_special, Hugging Face always does).
+void add_hf_spm_tokenizer_kv(const HfTokenizer& hf, const HfVocabInfo& info, int64_t vocab,
+                             GgufWriter& w) {
+  const std::string& src = hf.source();
+  const auto n = static_cast<int64_t>(info.tokens.size());
+  std::unordered_map<std::string, size_t> first_rank;
+  for (size_t r = info.merges.size(); r-- > 0;)
+    first_rank[info.merges[r].first + info.merges[r].second] = r;
+  const double worst = -static_cast<double>(info.merges.size()) - 1;
+  std::vector<std::string> tokens;
+  std::vector<double> scores;
+  std::vector<int64_t> types;
+  for (int64_t i = 0; i < vocab; ++i) {
+    const size_t u = static_cast<size_t>(i);
+    if (i >= n || info.types[u] == HfVocabInfo::kUnused) {
+      tokens.push_back(str_cat("[PAD", i, "]"));
+      scores.push_back(-1000.0);
+      types.push_back(kTokUnused);
+      continue;
+    }
+    const std::string& t = info.tokens[u];
+    int64_t type = static_cast<int64_t>(info.types[u]);  // the same numbering as llama.cpp's
+    if (info.types[u] == HfVocabInfo::kUserDefined && looks_special(t)) type = kTokControl;
+    if (i == info.unk_id) type = kTokUnknown;  // an added <unk> is still SentencePiece's UNKNOWN
+    const auto r = first_rank.find(t);
+    tokens.push_back(t);
+    scores.push_back(type != kTokNormal      ? 0.0
+                     : r != first_rank.end() ? -static_cast<double>(r->second)
+                                             : worst);
+    types.push_back(type);
+  }
+  std::vector<std::string> probes(std::begin(kBpeProbes), std::end(kBpeProbes));
+  for (size_t i = 0; i < info.types.size(); ++i)
+    if (info.types[i] == HfVocabInfo::kUserDefined && !looks_special(info.tokens[i]) &&
+        info.tokens[i].find(kSpmSpace) == std::string::npos)  // "\u2581" is typed as a space
+      probes.push_back("x" + info.tokens[i] + " a");
+  const std::array<int64_t, 4> ids = {info.unk_id, info.bos_id, info.eos_id, info.pad_id};
+  int prefix = -1;
+  std::string why;
+  for (const int space : {1, 0}) {
+    const std::unique_ptr<Tokenizer> back =
+        spm_tokenizer(tokens, scores, types, ids, space == 1, src + " (as GGUF)");
+    why.clear();
+    for (const std::string& p : probes)
+      if (why.empty() && back->encode(p) != hf.encode(p)) why = p;
+    if (why.empty()) {
+      prefix = space;
+      break;
+    }
+  }
+  SLMC_CHECK(prefix >= 0, "gguf export: ", src,
+             ": its pipeline is not what llama.cpp's SentencePiece (llama) tokenizer does with "
+             "these pieces and merge ranks: the text ",
+             quoted_excerpt(why, 40), " would get other ids");
+  w.add_kv("tokenizer.ggml.model", GgufValue::str("llama"));
+  w.add_kv("tokenizer.ggml.pre", GgufValue::str("default"));
+  w.add_kv("tokenizer.ggml.tokens", GgufValue::str_array(std::move(tokens)));
+  w.add_kv("tokenizer.ggml.scores", GgufValue::float_array(std::move(scores)));
+  w.add_kv("tokenizer.ggml.token_type", GgufValue::int_array(GgufType::kInt32, std::move(types)));
+  add_special_kv(w, {info.bos_id, info.eos_id, -1, info.unk_id, info.pad_id}, info.bos_id >= 0,
+                 info.add_eos);
+  w.add_kv("tokenizer.ggml.add_space_prefix", GgufValue::boolean(prefix == 1));
+}
+
+// A tokenizer.json tokenizer as convert_hf_to_gguf.py's _set_vocab_gpt2 writes it, after
+// checking that the vocabulary llama.cpp (and slmc's importer) will rebuild encodes the probe
+// texts and every added token exactly as the tokenizer.json does.
+void add_hf_tokenizer_kv(const HfTokenizer& hf, int64_t vocab, GgufWriter& w) {
+  const HfVocabInfo info = hf.vocab_info();
+  if (!info.byte_level) return add_hf_spm_tokenizer_kv(hf, info, vocab, w);
+  BpeVocab v = bpe_vocab_of(hf, vocab);
+  const std::unique_ptr<Tokenizer> back = bpe_tokenizer(v, hf.source() + " (as GGUF)");
+  std::vector<std::string> probes(std::begin(kBpeProbes), std::end(kBpeProbes));
+  std::string all_added = "x";
+  for (size_t i = 0; i < info.types.size(); ++i)
+    if (info.types[i] == HfVocabInfo::kControl || info.types[i] == HfVocabInfo::kUserDefined)
+      all_added += info.tokens[i] + " a";
+  probes.push_back(all_added);
+  for (const std::string& p : probes)
+    SLMC_CHECK(back->encode(p) == hf.encode(p), "gguf export: ", hf.source(),
+               ": its pipeline is not what llama.cpp's '", v.pre->name,
+               "' pre-tokenizer does (a normalizer, prefix space or merge rule differs): the text ",
+               quoted_excerpt(p, 40), " would get other ids");
+  w.add_kv("tokenizer.ggml.model", GgufValue::str("gpt2"));
+  w.add_kv("tokenizer.ggml.pre", GgufValue::str(v.pre->name));
+  w.add_kv("tokenizer.ggml.tokens", GgufValue::str_array(std::move(v.tokens)));
+  w.add_kv("tokenizer.ggml.token_type", GgufValue::int_array(GgufType::kInt32, std::move(v.types)));
+  w.add_kv("tokenizer.ggml.merges", GgufValue::str_array(std::move(v.merges)));
+  add_special_kv(w, {v.bos, v.eos, v.eot, -1, v.pad}, v.add_bos, v.add_eos);
+}
+
+}  // namespace
 
 void add_gguf_tokenizer_kv(const Tokenizer& tok, int64_t vocab, GgufWriter& w) {
   const int64_t n = tok.vocab_size();
   SLMC_CHECK(n <= vocab, "gguf export: tokenizer ", tok.source(), " has ", n,
              " tokens, more than the model's vocab ", vocab);
+  if (tok.kind() == "hf")
+    return add_hf_tokenizer_kv(dynamic_cast<const HfTokenizer&>(tok), vocab, w);
   std::vector<std::string> tokens;
   std::vector<double> scores;
   std::vector<int64_t> types;
@@ -676,46 +1079,54 @@ std::unique_ptr<Tokenizer> gguf_tokenizer(const GgufFile& f) {
     for (int32_t i = 0; is_byte && i < byte->vocab_size(); ++i) is_byte = pieces[static_cast<size_t>(i)] == byte->piece(i);
     for (size_t i = static_cast<size_t>(byte->vocab_size()); is_byte && i < pieces.size(); ++i)
       is_byte = type_of(i) == kTokUnused;
-    SLMC_CHECK(is_byte, o, ": GGUF BPE (gpt2) vocabulary of ", pieces.size(),
-               " tokens is not slmc's byte tokenizer; other BPE vocabularies are not supported yet");
-    return load_tokenizer_from_bytes("byte", "", o);
+    if (is_byte) return load_tokenizer_from_bytes("byte", "", o);
+    const GgufValue* pre = f.find_kv("tokenizer.ggml.pre");
+    const std::string pre_name = pre ? f.get_str("tokenizer.ggml.pre") : "";
+    BpeVocab v;
+    for (const BpePre& p : kBpePres)
+      if (pre_name == p.name) v.pre = &p;
+    SLMC_CHECK(v.pre != nullptr, o, ": GGUF BPE (gpt2) tokenizer.ggml.pre ",
+               quoted_excerpt(pre_name.empty() ? "(absent)" : pre_name),
+               " is not a pre-tokenizer slmc can encode with (", known_bpe_pres(), ")");
+    SLMC_CHECK(
+        merges != nullptr && merges->type == GgufType::kArray && merges->elem == GgufType::kString,
+        o, ": GGUF BPE (gpt2) tokenizer has no string array tokenizer.ggml.merges");
+    SLMC_CHECK(
+        types != nullptr && types->type == GgufType::kArray && types->ints.size() == pieces.size(),
+        o, ": GGUF BPE (gpt2) tokenizer.ggml.token_type needs one integer per token (",
+        pieces.size(), ")");
+    v.tokens = pieces;
+    v.types = types->ints;
+    v.merges = merges->strs;
+    auto id_or = [&](const char* key) { return f.find_kv(key) ? f.get_int(key) : int64_t{-1}; };
+    v.bos = id_or("tokenizer.ggml.bos_token_id");
+    v.eos = id_or("tokenizer.ggml.eos_token_id");
+    v.eot = id_or("tokenizer.ggml.eot_token_id");
+    v.pad = id_or("tokenizer.ggml.padding_token_id");
+    auto flag = [&](const char* key) {
+      const GgufValue* b = f.find_kv(key);
+      SLMC_CHECK(b == nullptr || b->type == GgufType::kBool, o, ": ", key, " is not a boolean");
+      return b != nullptr && b->i != 0;
+    };
+    v.add_bos = flag("tokenizer.ggml.add_bos_token");
+    v.add_eos = flag("tokenizer.ggml.add_eos_token");
+    return bpe_tokenizer(v, o);
   }
   SLMC_CHECK(m == "llama", o, ": GGUF tokenizer model '", m, "' is not supported (llama, gpt2)");
   const GgufValue* scores = f.find_kv("tokenizer.ggml.scores");
   SLMC_CHECK(scores != nullptr && scores->floats.size() == pieces.size(), o,
              ": GGUF llama tokenizer needs tokenizer.ggml.scores with one score per token");
-  // A SentencePiece BPE ModelProto with these pieces: what load_sentencepiece reads.
-  std::string pb;
-  bool byte_fallback = false;
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    std::string piece;
-    int64_t t = type_of(i);
-    SLMC_CHECK(t >= 1 && t <= 6, o, ": GGUF token ", i, " has type ", t, " (1..6 allowed)");
-    byte_fallback |= t == kTokByte;
-    pb_bytes(piece, 1, pieces[i]);
-    pb_float(piece, 2, static_cast<float>(scores->floats[i]));
-    pb_int(piece, 3, t);
-    pb_bytes(pb, 1, piece);
-  }
   auto id_or = [&](const char* key, int64_t d) {
     return f.find_kv(key) ? f.get_int(key) : d;
   };
-  std::string trainer;
-  pb_int(trainer, 3, 2);  // model_type BPE
-  if (byte_fallback) pb_int(trainer, 35, 1);
-  pb_int(trainer, 40, id_or("tokenizer.ggml.unknown_token_id", 0));
-  pb_int(trainer, 41, id_or("tokenizer.ggml.bos_token_id", 1));
-  pb_int(trainer, 42, id_or("tokenizer.ggml.eos_token_id", 2));
-  pb_int(trainer, 43, id_or("tokenizer.ggml.padding_token_id", -1));
-  pb_bytes(pb, 2, trainer);
-  std::string norm;
-  pb_bytes(norm, 1, "identity");
+  std::vector<int64_t> ty(pieces.size());
+  for (size_t i = 0; i < pieces.size(); ++i) ty[i] = type_of(i);
   const GgufValue* sp = f.find_kv("tokenizer.ggml.add_space_prefix");
-  pb_int(norm, 3, sp == nullptr || sp->i != 0 ? 1 : 0);  // add_dummy_prefix
-  pb_int(norm, 4, 0);                                      // llama.cpp keeps repeated spaces
-  pb_int(norm, 5, 1);
-  pb_bytes(pb, 3, norm);
-  return load_tokenizer_from_bytes("sentencepiece", pb, o);
+  return spm_tokenizer(
+      pieces, scores->floats, ty,
+      {id_or("tokenizer.ggml.unknown_token_id", 0), id_or("tokenizer.ggml.bos_token_id", 1),
+       id_or("tokenizer.ggml.eos_token_id", 2), id_or("tokenizer.ggml.padding_token_id", -1)},
+      sp == nullptr || sp->i != 0, o);
 }
 
 }  // namespace slmc::format

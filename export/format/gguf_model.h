@@ -84,12 +84,19 @@ ModelSpec gguf_model_spec(const GgufFile& f);
 
 // The tokenizer as tokenizer.ggml.* keys for a model of `vocab` ids: SentencePiece and llama2.c
 // vocabularies as "llama" (pieces, scores, types), slmc's byte tokenizer as "gpt2" over GPT-2's
-// byte alphabet with no merges (one token per byte, as slmc encodes). A vocabulary smaller than
-// the embedding is padded with unused "[PAD<i>]" tokens (as convert_hf_to_gguf.py does); a larger
-// one is an error.
+// byte alphabet with no merges (one token per byte, as slmc encodes), Hugging Face tokenizer.json
+// files as convert_hf_to_gguf.py writes them: byte-level BPE as "gpt2" (merges, token types, the
+// tokenizer.ggml.pre llama.cpp implements for the file's pre-tokenizer regex: llama-bpe, qwen2,
+// gpt-2), SentencePiece-style BPE with byte fallback as "llama" (scores from merge ranks). A
+// tokenizer.json is checked first: the vocabulary read back must encode probe texts and every
+// added token as the file does; otherwise (or for a regex llama.cpp has no pre-tokenizer for)
+// this throws naming the file. A vocabulary smaller than the embedding is padded with unused
+// "[PAD<i>]" tokens (as convert_hf_to_gguf.py does); a larger one is an error.
 void add_gguf_tokenizer_kv(const Tokenizer& tok, int64_t vocab, GgufWriter& w);
-// The tokenizer a GGUF file carries (slmc's byte tokenizer, or SentencePiece BPE rebuilt from a
-// "llama" vocabulary); throws for vocabularies slmc cannot encode with.
+// The tokenizer a GGUF file carries: slmc's byte tokenizer, SentencePiece BPE rebuilt from a
+// "llama" vocabulary, or a Hugging Face tokenizer (kind "hf") rebuilt from a "gpt2" vocabulary
+// whose tokenizer.ggml.pre slmc implements (the ids equal those of the tokenizer.json it came
+// from); throws naming the file and key for vocabularies slmc cannot encode with.
 std::unique_ptr<Tokenizer> gguf_tokenizer(const GgufFile& f);
 
 }  // namespace slmc::format
