@@ -2,6 +2,10 @@
 // threshold and the measured value; the decode-speed gate measures the .slm in the runtime.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -168,10 +172,11 @@ TEST(CliRunManifest, SameInputsGiveIdenticalArtifactsAndManifest) {
 }
 
 // A recipe of two stages (2:4 Wanda, then `quant`) into DIR/m.slm.
-std::string two_stage_recipe(const TempDir& d, const std::string& quant) {
+std::string two_stage_recipe(const TempDir& d, const std::string& quant, int samples = 7) {
   const std::string recipe = d.file("r.yaml");
   std::ofstream(recipe) << "version: 1\nmodel: " << kStories << "\ndata:\n"
-                        << "  calibration: {path: " << kSample << ", samples: 7, seq_len: 256}\n"
+                        << "  calibration: {path: " << kSample << ", samples: " << samples
+                        << ", seq_len: 256}\n"
                         << "stages:\n  - prune: {method: wanda, pattern: \"2:4\"}\n"
                         << "  - quantize: " << quant << "\n"
                         << "export: [{format: slm, path: " << d.file("out") << "/m.slm}]\n";
@@ -227,6 +232,47 @@ TEST(CliRunCache, DryRunPrintsThePlanAndWritesNothing) {
   ASSERT_EQ(slmc("run " + q(recipe)).code, 0);
   r = slmc("run " + q(recipe) + " --dry-run");
   EXPECT_NE(r.out.find("2. quantize (" + recipe + ":7) [cached]"), std::string::npos) << r.out;
+}
+
+// Killed (SIGKILL) while the second stage runs: no artifact, no entry for that stage; the next
+// run reads the first stage back, runs the second, and ends with the bytes of a run that was
+// never interrupted.
+TEST(CliRunCache, KilledMidStageResumesFromTheLastCompletedStage) {
+  TempDir d;
+  const std::string recipe = two_stage_recipe(d, "{method: gptq, bits: 4}", 2);
+  const std::string err = d.file("err");
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string cmd = std::string(SLMC_EXE) + " --threads 2 -q run " + q(recipe) + " 2>" + q(err);
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const std::string second = "stage 2/2 quantize (" + recipe + ":7): running";
+  bool seen = false;
+  for (int i = 0; i < 60000 && !seen; ++i) {
+    seen = fs::exists(err) && read_file(err).find(second) != std::string::npos;
+    if (!seen) ::usleep(1000);
+  }
+  ::kill(pid, SIGKILL);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(seen) << read_file(err);
+  ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the run ended before the kill";
+  EXPECT_FALSE(fs::exists(d.file("out") + "/m.slm")) << "no partial artifact";
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(d.file("out") + "/.cache"))
+    entries += fs::exists(e.path() / "stage.json");
+  EXPECT_EQ(entries, 1) << "only the completed stage is cached";
+
+  Result r = slmc("run " + q(recipe));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(has(r, "stage 1/2 prune (" + recipe + ":6): cached")) << r.err;
+  EXPECT_TRUE(has(r, "stage 2/2 quantize (" + recipe + ":7): running")) << r.err;
+  const std::string resumed = read_file(d.file("out") + "/m.slm");
+  r = slmc("run " + q(recipe) + " --no-cache");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(read_file(d.file("out") + "/m.slm") == resumed) << "resumed bytes differ";
 }
 
 // Bad recipes exit 2 before any work: an export that cannot be written, a stage whose input
