@@ -8,6 +8,7 @@
 #include "compress/cli/common.h"
 #include "compress/core/error.h"
 #include "compress/recipe/runner.h"
+#include "distill/distill_pass.h"
 #include "prune/prune_pass.h"
 #include "quantize/quantize_pass.h"
 
@@ -19,6 +20,7 @@ void register_builtin_passes() {
   done = true;
   quant::register_quantize_pass();
   prune::register_prune_pass();
+  distill::register_distill_pass();
 }
 
 void run_and_print(const RunInput& in, bool json) {

@@ -275,6 +275,41 @@ TEST(CliRunCache, KilledMidStageResumesFromTheLastCompletedStage) {
   EXPECT_TRUE(read_file(d.file("out") + "/m.slm") == resumed) << "resumed bytes differ";
 }
 
+// A distill stage: a half-depth student trained a few steps, then quantized; editing only the
+// quantize stage reruns only it (the student is read back from the cache).
+TEST(CliRunDistill, HalfDepthStudentThenQuantizeAndCachedRerun) {
+  TempDir d;
+  const std::string recipe = d.file("r.yaml");
+  auto write = [&](const char* bits) {
+    std::ofstream(recipe) << "version: 1\nmodel: " << kStories << "\n"
+                          << "stages:\n  - distill: {data: " << kSample
+                          << ", keep_layers: every_other, steps: 3, batch: 2, ctx: 64, warmup: 1}\n"
+                          << "  - quantize: {method: rtn, bits: " << bits << "}\n"
+                          << "export: [{format: slm, path: " << d.file("out") << "/s.slm}]\n";
+  };
+  write("8");
+  const std::string tok = " --tokenizer " + q(kData + "/models/stories260K/tok512.model");
+  Result r = slmc("run " + q(recipe) + tok + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["plan"][0]["n_layer_out"].get<int64_t>(), 3) << "layers 0, 2, 4 of 5";
+  EXPECT_LT(j["params_compressed"].get<int64_t>(), j["params_original"].get<int64_t>());
+  write("4");
+  r = slmc("run " + q(recipe) + tok);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(has(r, "stage 1/2 distill (" + recipe + ":4): cached")) << r.err;
+  EXPECT_TRUE(has(r, "stage 2/2 quantize (" + recipe + ":5): running")) << r.err;
+}
+
+TEST(CliRunDistill, DistillStageWithoutDataIsBadInput) {
+  TempDir d;
+  const std::string recipe = d.file("r.yaml");
+  std::ofstream(recipe) << "version: 1\nmodel: " << kStories
+                        << "\nstages:\n  - distill: {keep_layers: every_other}\n"
+                        << "export: [{format: slm, path: " << d.file("s.slm") << "}]\n";
+  expect_input_error(slmc("run " + q(recipe)), recipe + ":4");
+}
+
 // Bad recipes exit 2 before any work: an export that cannot be written, a stage whose input
 // does not fit what the previous stage leaves.
 TEST(CliRunCache, UnwritableExportIsBadInputBeforeAnyWork) {
