@@ -144,6 +144,11 @@ void register_distill_pass() {
                              ": the distill stage needs keep_layers (e.g. every_other)");
                   o.data = resolve_relative(file, o.data);
                   o.val_data = resolve_relative(file, o.val_data);
+                  for (const auto& [key, path] :
+                       {std::pair<const char*, const std::string*>{"data", &o.data},
+                        {"val_data", &o.val_data}})
+                    SLMC_CHECK(path->empty() || fs::exists(*path), origins.at(key), ": ", key, " ",
+                               *path, " does not exist");
                   o.d.validate(origins.stage);
                   return std::make_unique<DistillPass>(std::move(o), std::move(origins));
                 });
