@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 
@@ -74,6 +75,7 @@ class DistillPass : public Pass {
 
   PassReport run(CompressedModel& m, PassContext& ctx) override {
     (void)ctx;
+    const auto t0 = std::chrono::steady_clock::now();
     SLMC_CHECK(m.tokenizer != nullptr, origins_.at("data"),
                ": the distill stage needs the model's tokenizer for its data");
     const Tokenizer* tok = m.tokenizer.get();
@@ -113,6 +115,8 @@ class DistillPass : public Pass {
                                 " s; final loss ", r.train.final_train_loss));
     if (!std::isnan(r.train.val_nll))
       rep.notes.push_back(str_cat("held-out perplexity ", std::exp(r.train.val_nll)));
+    rep.peak_rss_bytes = peak_rss_bytes();
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rep;
   }
 

@@ -145,6 +145,17 @@ report::RunReport to_report(const RunReport& r, const RunInput& in) {
     orig.top1 = 1;
   }
   o.points.push_back(orig);
+  for (const StagePoint& sp : r.stage_points) {
+    report::ModelPoint p;
+    p.label = sp.label;
+    p.bytes = sp.bytes;
+    p.params = sp.params;
+    p.sparsity = sp.sparsity;
+    p.ppl = sp.eval.ppl;
+    p.kl = sp.eval.kl_mean;
+    p.top1 = sp.eval.top1;
+    o.points.push_back(p);
+  }
   const double sparsity =
       r.passes.empty() || r.passes.back().model_matrix_weights == 0
           ? 0.0

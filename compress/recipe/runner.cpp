@@ -49,6 +49,27 @@ void check_writable(const ExportSpec& e) {
              " cannot be written (", dir.string(), " is not writable)");
 }
 
+// A stage's output kept for the accuracy plot.
+struct Snapshot {
+  StagePoint point;
+  LoadedModel model;
+};
+Snapshot snapshot(const std::string& label, const CompressedModel& m, const PassReport& rep) {
+  Snapshot s;
+  s.point.label = label;
+  s.point.params = m.model.spec.n_params();
+  for (const auto& [name, t] : m.model.tensors) {
+    const auto p = m.packed.find(name);
+    s.point.bytes += p != m.packed.end() ? static_cast<double>(p->second.bytes.size())
+                                         : 4.0 * static_cast<double>(t.numel());
+  }
+  s.point.sparsity = rep.model_matrix_weights ? static_cast<double>(rep.model_zero) /
+                                                    static_cast<double>(rep.model_matrix_weights)
+                                              : 0.0;
+  s.model = m.model;
+  return s;
+}
+
 std::string stage_dir(const std::string& cache_dir, const std::string& key) {
   return (std::filesystem::path(cache_dir) / key).string();
 }
@@ -214,9 +235,21 @@ RunReport run_recipe(const RunInput& in) {
   for (size_t i = 0; i < keys.size(); ++i)
     if (stage_cached(stage_dir(in.cache_dir, keys[i]))) resume = i + 1;
   if (in.from_stage >= 0) resume = std::min(resume, static_cast<size_t>(in.from_stage));
+  const bool points = !in.eval.path.empty();  // keep every stage's output but the last
+  std::vector<Snapshot> snaps;
   for (size_t i = 0; i < resume; ++i) {
     const std::string dir = stage_dir(in.cache_dir, keys[i]);
-    rep.passes.push_back(load_stage(dir, i + 1 == resume ? &m : nullptr));
+    const bool keep = points && i + 1 < in.stages.size();
+    if (i + 1 == resume) {
+      rep.passes.push_back(load_stage(dir, &m));
+      if (keep) snaps.push_back(snapshot(str_cat(i + 1, ". ", rep.passes.back().pass), m, rep.passes.back()));
+    } else if (keep) {
+      CompressedModel s;
+      rep.passes.push_back(load_stage(dir, &s));
+      snaps.push_back(snapshot(str_cat(i + 1, ". ", rep.passes.back().pass), s, rep.passes.back()));
+    } else {
+      rep.passes.push_back(load_stage(dir, nullptr));
+    }
     rep.cached.push_back(true);
     std::fprintf(stderr, "stage %zu/%zu %s (%s): cached (%s)\n", i + 1, in.stages.size(),
                  in.stages[i].pass->name().c_str(), in.stages[i].where.c_str(), dir.c_str());
@@ -246,6 +279,8 @@ RunReport run_recipe(const RunInput& in) {
                  s.pass->name().c_str(), s.where.c_str());
     rep.passes.push_back(run_pass(*s.pass, m, ctx));
     rep.cached.push_back(false);
+    if (points && i + 1 < in.stages.size())
+      snaps.push_back(snapshot(str_cat(i + 1, ". ", s.pass->name()), m, rep.passes.back()));
     if (!keys.empty()) save_stage(stage_dir(in.cache_dir, keys[i]), m, rep.passes.back());
   }
   rep.params_compressed = m.model.spec.n_params();
@@ -298,12 +333,23 @@ RunReport run_recipe(const RunInput& in) {
       models.push_back(torch_logits_source(*artifact, batch));
       ev.backend = "torch";
     }
+    const size_t first_stage = models.size();
+    std::vector<std::unique_ptr<Transformer>> stage_models;
+    for (Snapshot& sn : snaps) {
+      stage_models.push_back(std::make_unique<Transformer>(sn.model.spec, sn.model.tensors));
+      sn.model = LoadedModel();
+      models.push_back(torch_logits_source(*stage_models.back(), batch));
+    }
     const LogitsSource ref_source = torch_logits_source(reference, batch);
     const Comparison c = compare_models(ref_source, models, spec.vocab, windows, "eval");
     ev.tokens = c.reference.n_tokens;
     ev.ppl_original = c.reference.ppl;
     ev.compressed = c.models[0];
-    if (c.models.size() > 1) {
+    for (size_t k = 0; k < snaps.size(); ++k) {
+      rep.stage_points.push_back(snaps[k].point);
+      rep.stage_points.back().eval = c.models[first_stage + k];
+    }
+    if (first_stage > 1) {
       ev.has_torch_artifact = true;
       ev.torch_artifact = c.models[1];
       ev.ppl_agreement =

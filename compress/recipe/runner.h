@@ -91,6 +91,16 @@ struct RunEval {
   double ppl_agreement = 0;   // |runtime ppl - LibTorch ppl| / LibTorch ppl
 };
 
+// The output of a stage before the last, measured in memory (LibTorch) against the original: a
+// point of the report's accuracy-per-byte plot.
+struct StagePoint {
+  std::string label;  // "1. distill"
+  double bytes = 0;   // packed tensors' bytes + 4 per fp32 weight
+  int64_t params = 0;
+  double sparsity = 0;
+  EvalResult eval;
+};
+
 struct RunReport {
   std::string model;
   int64_t params_original = 0, params_compressed = 0;
@@ -104,6 +114,7 @@ struct RunReport {
   std::vector<std::string> notes;    // e.g. a tokenizer that could not be written beside
   bool has_eval = false;
   RunEval eval;
+  std::vector<StagePoint> stage_points;  // with eval data: every stage but the last
   double decode_tok_s = 0;  // runtime decode speed of the first .slm (0 = not measured)
   std::vector<GateResult> gates;           // every gate the recipe set, in declaration order
   std::vector<std::string> gate_failures;  // messages of the failed ones: "max_kl 0.01: KL 0.0213"
