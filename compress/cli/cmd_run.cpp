@@ -1,5 +1,6 @@
 // slmc run RECIPE.yaml: every stage of a recipe, its exports and its gates, with a report.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -7,6 +8,7 @@
 #include "compress/cli/common.h"
 #include "compress/core/error.h"
 #include "compress/recipe/runner.h"
+#include "distill/distill_pass.h"
 #include "prune/prune_pass.h"
 #include "quantize/quantize_pass.h"
 
@@ -18,6 +20,7 @@ void register_builtin_passes() {
   done = true;
   quant::register_quantize_pass();
   prune::register_prune_pass();
+  distill::register_distill_pass();
 }
 
 void run_and_print(const RunInput& in, bool json) {
@@ -29,9 +32,26 @@ void run_and_print(const RunInput& in, bool json) {
 namespace {
 
 struct RunOptions {
-  std::string recipe, model, tokenizer, out;
-  bool json = false;
+  std::string recipe, model, tokenizer, out, out_dir, from;
+  bool json = false, dry_run = false, no_cache = false;
 };
+
+// --from: a stage's number (1-based) or the kind of its first stage of that kind.
+int stage_index(const std::string& from, const Recipe& r) {
+  for (size_t i = 0; i < r.stages.size(); ++i)
+    if (r.stages[i].kind == from || std::to_string(i + 1) == from) return static_cast<int>(i);
+  std::string known;
+  for (size_t i = 0; i < r.stages.size(); ++i)
+    known += str_cat(i ? ", " : "", i + 1, " ", r.stages[i].kind);
+  fail("--from ", quoted_excerpt(from), ": no such stage in ", r.file, " (stages: ", known, ")");
+}
+
+// Where manifest.json and the report go: --out-dir, else the first export's folder.
+std::string output_dir(const RunOptions& o, const RunInput& in) {
+  if (!o.out_dir.empty()) return o.out_dir;
+  const std::string parent = std::filesystem::path(in.exports.front().path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
 
 void run_run(const RunOptions& o) {
   register_builtin_passes();
@@ -52,7 +72,21 @@ void run_run(const RunOptions& o) {
     SLMC_CHECK(!r.exports.empty(), o.recipe, ": the recipe has no export; add 'export:' or -o");
     in.exports = r.exports;
   }
-  run_and_print(in, o.json);
+  in.recipe_file = o.recipe;
+  const std::string dir = output_dir(o, in);
+  if (!o.no_cache) in.cache_dir = (std::filesystem::path(dir) / ".cache").string();
+  if (!o.from.empty()) in.from_stage = stage_index(o.from, r);
+  if (o.dry_run) {
+    // Everything plan_run checks, on the model's spec, and nothing written.
+    const LoadedModel m = load_model(in.model_path);
+    std::printf("%s", plan_text(plan_run(m.spec, in), in).c_str());
+    return;
+  }
+  const RunReport rep = run_recipe(in);
+  std::printf("%s", o.json ? (rep.json() + "\n").c_str() : rep.text().c_str());
+  write_run_outputs(rep, in, dir);
+  std::fprintf(stderr, "wrote %s/manifest.json and %s/report.{md,html}\n", dir.c_str(), dir.c_str());
+  check_gates(rep, in.gates);
 }
 
 }  // namespace
@@ -64,6 +98,14 @@ void setup_run(CLI::App& app) {
   sub->add_option("--model", o->model, "model (overrides the recipe's)");
   sub->add_option("--tokenizer", o->tokenizer, "tokenizer (default: the model's own)");
   sub->add_option("-o,--out", o->out, "the .slm to write (replaces the recipe's exports)");
+  sub->add_option("--out-dir", o->out_dir,
+                  "folder for manifest.json and report.{md,html} (default: the first export's)");
+  sub->add_option("--from", o->from,
+                  "rerun from this stage (its number, or its kind) even when it is cached");
+  sub->add_flag("--dry-run", o->dry_run,
+                "print the resolved plan (each stage's input and output) after validating "
+                "everything; run nothing");
+  sub->add_flag("--no-cache", o->no_cache, "neither read nor write the stage cache");
   sub->add_flag("--json", o->json, "one JSON report on stdout");
   on_run(sub, [o] { run_run(*o); });
 }

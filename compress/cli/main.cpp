@@ -1,5 +1,6 @@
 // slmc: distill, prune and quantize small language models. Exit codes: 0 success, 2 bad input
-// (the message names the file, key or value), 1 an internal error.
+// (the message names the file, key or value), 3 a recipe gate failed (the message names the gate,
+// its threshold and the measured value), 1 an internal error.
 #include <c10/util/Exception.h>
 
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include "compress/core/error.h"
 #include "compress/core/progress.h"
 #include "compress/model/transformer.h"
+#include "compress/recipe/runner.h"
 
 namespace slmc::cli {
 GlobalOptions& global_options() {
@@ -31,7 +33,7 @@ int main(int argc, char** argv) {
   ensure_omp_wait_policy(argc, argv);
   CLI::App app{"slmc: make small language models smaller and faster"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "slmc 0.1.0");
+  app.set_version_flag("--version", std::string("slmc ") + slmc::slmc_version());
   auto& g = global_options();
   app.add_option("--threads", g.threads, "threads for compute (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
@@ -53,6 +55,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  } catch (const slmc::GateFailure& e) {
+    std::fprintf(stderr, "slmc: %s\n", e.what());
+    return 3;
   } catch (const slmc::Error& e) {
     std::fprintf(stderr, "slmc: error: %s\n", e.what());
     return 2;

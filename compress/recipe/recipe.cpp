@@ -88,8 +88,8 @@ Recipe load_recipe_unchecked(const std::string& path) {
       ExportSpec spec;
       spec.where = yaml_where(path, e);
       bind_yaml(path, e, "export", spec);
-      SLMC_CHECK(spec.format == "slm" || spec.format == "hf", spec.where, ": export format '",
-                 spec.format, "' is not supported (supported: slm, hf)");
+      SLMC_CHECK(spec.format == "slm" || spec.format == "hf" || spec.format == "gguf", spec.where,
+                 ": export format '", spec.format, "' is not supported (supported: slm, gguf, hf)");
       SLMC_CHECK(!spec.path.empty(), spec.where, ": export.path is required");
       r.exports.push_back(spec);
     }

@@ -29,12 +29,12 @@ struct DataSpec {
 };
 
 struct ExportSpec {
-  std::string format = "slm";  // slm (file) or hf (Hugging Face directory)
+  std::string format = "slm";  // slm (file), gguf (file) or hf (Hugging Face directory)
   std::string path;
   std::string where;
   template <class V>
   void visit(V& v) {
-    v("format", format, "artifact format: slm, or hf (a Hugging Face directory)");
+    v("format", format, "artifact format: slm, gguf, or hf (a Hugging Face directory)");
     v("path", path, "output file (relative paths: to the working directory)");
   }
 };
@@ -44,6 +44,7 @@ struct Gates {
   double max_ppl_increase = -1;  // relative, 0.03 = +3%
   double min_top1 = -1;
   int64_t max_bytes = -1;
+  double min_decode_tok_s = -1;  // runtime decode speed of the first .slm export
   std::string where;
   template <class V>
   void visit(V& v) {
@@ -51,8 +52,11 @@ struct Gates {
     v("max_ppl_increase", max_ppl_increase, "fail if perplexity grows by more than this share");
     v("min_top1", min_top1, "fail if top-1 agreement is below this");
     v("max_bytes", max_bytes, "fail if the exported tensors exceed this many bytes");
+    v("min_decode_tok_s", min_decode_tok_s, "fail if the runtime decodes the .slm slower (tokens/s)");
   }
-  bool any() const { return max_kl >= 0 || max_ppl_increase >= 0 || min_top1 >= 0 || max_bytes >= 0; }
+  bool any() const {
+    return max_kl >= 0 || max_ppl_increase >= 0 || min_top1 >= 0 || max_bytes >= 0 || min_decode_tok_s >= 0;
+  }
 };
 
 struct Stage {

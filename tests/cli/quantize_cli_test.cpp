@@ -94,7 +94,7 @@ TEST(CliQuantize, RunExecutesARecipeWithGates) {
   text.replace(text.find("max_kl: 0.01"), 12, "max_kl: 1e-9");
   std::ofstream(recipe) << text;
   r = slmc("run " + q(recipe));
-  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.code, 3) << "a failed gate exits 3";
   EXPECT_NE(r.err.find(recipe + ":8: gate failed: max_kl"), std::string::npos) << r.err;
 }
 
