@@ -87,7 +87,8 @@ Outcome run(const Case& c) {
   std::vector<char*> argv;
   for (std::string& s : argv_s) argv.push_back(s.data());
   argv.push_back(nullptr);
-  const std::string out = c.dir + "/stdout", err = c.dir + "/stderr";
+  // Per case, not per directory: cases that share a fixture directory run at the same time.
+  const std::string out = c.dir + "/" + c.name + ".stdout", err = c.dir + "/" + c.name + ".stderr";
   const auto t0 = std::chrono::steady_clock::now();
   const pid_t pid = ::fork();
   if (pid == 0) {  // only async-signal-safe calls until exec
