@@ -15,6 +15,7 @@
 #include "compress/cli/commands.h"
 #include "compress/core/error.h"
 #include "compress/core/progress.h"
+#include "export/runtime/decode_timing.h"
 #include "export/runtime/roofline.h"
 
 namespace slmc::cli {
@@ -59,17 +60,11 @@ void run_bench(const BenchOptions& o) {
   // empty context (tg), timed separately.
   for (int r = 0; r < o.reps; ++r) {
     session.reset();
-    auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = std::chrono::steady_clock::now();
     session.forward(prompt.data(), o.prompt_len, logits.data(), false);
     prefill.push_back(static_cast<double>(o.prompt_len) / seconds_since(t0));
-    session.reset();
-    int32_t tok = pick(rng);
-    t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < o.gen; ++i) {
-      session.forward(&tok, 1, logits.data(), false);
-      tok = pick(rng);
-    }
-    decode.push_back(static_cast<double>(o.gen) / seconds_since(t0));
+    decode.push_back(runtime::timed_decode_tok_s(session, o.gen, [&](int64_t) { return pick(rng); },
+                                                 logits.data()));
     bar.update(r + 1);
   }
   bar.finish();

@@ -19,6 +19,7 @@
 #include "compress/io/token_data.h"
 #include "compress/model/transformer.h"
 #include "export/gguf_export.h"
+#include "export/runtime/decode_timing.h"
 #include "export/runtime/model.h"
 
 namespace slmc {
@@ -421,16 +422,8 @@ double measure_decode_tok_s(const std::string& slm, int threads, int64_t gen, in
   int32_t t = token(0);
   session.forward(&t, 1, logits.data(), false);  // warm-up
   std::vector<double> tps;
-  for (int r = 0; r < reps; ++r) {
-    session.reset();
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < gen; ++i) {
-      t = token(i);
-      session.forward(&t, 1, logits.data(), false);
-    }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    tps.push_back(static_cast<double>(gen) / std::max(s, 1e-9));
-  }
+  for (int r = 0; r < reps; ++r)
+    tps.push_back(runtime::timed_decode_tok_s(session, gen, token, logits.data()));
   std::sort(tps.begin(), tps.end());
   return tps[tps.size() / 2];
 }
